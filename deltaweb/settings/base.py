@@ -1,0 +1,180 @@
+"""Everything, read from the environment (django-environ); the other modules only adjust."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import environ
+
+from deltaweb import version
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DATA_DIR = Path(env("DELTAWEB_DATA_DIR", default=str(BASE_DIR / "data")))
+
+# Only good for development: production.py refuses to start with it.
+DEV_SECRET_KEY = "django-insecure-deltaweb-development-only-key-do-not-deploy"
+SECRET_KEY = env("SECRET_KEY", default=DEV_SECRET_KEY)
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "images",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "images.api.middleware.DeltacloudMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "deltaweb.urls"
+WSGI_APPLICATION = "deltaweb.wsgi.application"
+# /api/images/ (trailing slash) is a 404 in Deltacloud, never a redirect.
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'deltaweb.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # Web, worker and beat share the file: WAL lets readers run beside the
+    # writer, IMMEDIATE transactions avoid "database is locked" upgrades.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
+else:
+    # A new connection per request makes reads several times slower.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://deltaweb")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["images.api.auth.CachedBasicAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "images.api.negotiation.DeltacloudNegotiation",
+    "DEFAULT_RENDERER_CLASSES": [
+        "images.api.renderers.XMLRenderer",
+        "images.api.renderers.JSONRenderer",
+        "images.api.renderers.HTMLRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "images.api.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Celery -----------------------------------------------------------------
+# The default broker needs no server, so `make run` starts a real worker
+# process on a bare machine; production points this at redis://.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = DATA_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "control_folder": str(_broker_dir / "control"),
+    }
+else:
+    # Countdowns stay far below this, so Redis never redelivers a task that
+    # is merely waiting for its ETA.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "sync-due-accounts": {
+        "task": "images.tasks.sync_due_accounts_task",
+        "schedule": env.float("DELTAWEB_SYNC_TICK", default=10.0),
+    },
+}
+
+# --- deltaweb ---------------------------------------------------------------
+DELTAWEB_API_VERSION = version.API_VERSION
+DELTAWEB_VERSION = version.VERSION
+DELTAWEB_SERVER_HEADER = version.SERVER_HEADER
+DELTAWEB_DEFAULT_DRIVER = env("API_DRIVER", default="mock")
+# Shown in `WWW-Authenticate: Basic realm="<driver>-deltacloud@<host>"`.
+DELTAWEB_HOSTNAME = env("DELTAWEB_HOSTNAME", default=socket.gethostname())
+# How long a verified Basic credential is trusted without re-hashing.
+DELTAWEB_AUTH_CACHE_SECONDS = env.int("DELTAWEB_AUTH_CACHE_SECONDS", default=300)
+# Rendered catalog documents kept per process (bytes), and the biggest one kept.
+DELTAWEB_RENDER_CACHE_BYTES = env.int("DELTAWEB_RENDER_CACHE_BYTES", default=64 * 1024 * 1024)
+DELTAWEB_RENDER_CACHE_MAX_ITEM = env.int("DELTAWEB_RENDER_CACHE_MAX_ITEM", default=16 * 1024 * 1024)
+# A show of an id the cache does not know asks the provider, then remembers
+# the miss this long so a client cannot hammer the provider with unknown ids.
+DELTAWEB_NEGATIVE_LOOKUP_SECONDS = env.int("DELTAWEB_NEGATIVE_LOOKUP_SECONDS", default=30)
+DELTAWEB_MOCK_STORAGE = Path(env("DELTAWEB_MOCK_STORAGE", default=str(DATA_DIR / "mock")))
+# Key that encrypts provider credentials at rest; derived from SECRET_KEY
+# unless given, so rotating SECRET_KEY needs this set to the old derivation.
+DELTAWEB_CREDENTIALS_KEY = env("DELTAWEB_CREDENTIALS_KEY", default="")
+# `make run` may create the demo account and user only where this is True.
+DELTAWEB_DEMO_SEED_ALLOWED = False
+X_FRAME_OPTIONS = "SAMEORIGIN"

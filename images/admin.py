@@ -1,0 +1,136 @@
+"""The operators' console: accounts (with sync health), images, instances."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+
+from images import services
+from images.models import Image, Instance, ProviderAccount
+from images.tasks import catalog_sync_task
+
+
+class ProviderAccountForm(forms.ModelForm):
+    """Credentials are write-only: the form never shows what is stored."""
+
+    new_credentials = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        label="Credentials",
+        help_text='JSON object, e.g. {"username": "...", "password": "..."}. '
+        "Leave empty to keep the stored credentials.",
+    )
+
+    class Meta:
+        model = ProviderAccount
+        fields = ["name", "driver", "provider", "params", "users", "is_default", "enabled", "sync_interval"]
+
+    def clean_new_credentials(self):
+        raw = self.cleaned_data["new_credentials"].strip()
+        if not raw:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise forms.ValidationError("Credentials must be a JSON object") from None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise forms.ValidationError("Credentials must be a JSON object of strings")
+        return value
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("new_credentials") is not None:
+            self.instance.credentials = self.cleaned_data["new_credentials"]
+        return super().save(commit)
+
+
+@admin.register(ProviderAccount)
+class ProviderAccountAdmin(admin.ModelAdmin):
+    form = ProviderAccountForm
+    list_display = (
+        "name",
+        "driver",
+        "provider",
+        "enabled",
+        "is_default",
+        "needs_attention",
+        "last_sync_succeeded_at",
+        "last_sync_failed_at",
+        "last_sync_duration",
+        "consecutive_failures",
+    )
+    list_filter = ("driver", "enabled", "needs_attention")
+    search_fields = ("name", "provider")
+    filter_horizontal = ("users",)
+    readonly_fields = (
+        "has_credentials",
+        "owner_identity",
+        "catalog_version",
+        "last_sync_started_at",
+        "last_sync_succeeded_at",
+        "last_sync_failed_at",
+        "last_sync_error",
+        "last_sync_duration",
+        "consecutive_failures",
+        "needs_attention",
+        "next_sync_at",
+        "fast_sync_until",
+    )
+    actions = ["sync_now"]
+
+    @admin.display(boolean=True, description="Credentials stored")
+    def has_credentials(self, obj):
+        return bool(obj.credentials_encrypted)
+
+    @admin.action(description="Sync now")
+    def sync_now(self, request, queryset):
+        queued = 0
+        for account in queryset:
+            if services.sync_request(account_id=account.pk, within_seconds=0):
+                catalog_sync_task.delay(account.pk)
+                queued += 1
+        self.message_user(request, f"{queued} sync(s) queued; running ones were merged.", messages.SUCCESS)
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = (
+        "external_id",
+        "name",
+        "account",
+        "owner_id",
+        "architecture",
+        "state",
+        "status",
+        "first_seen",
+        "missing_since",
+    )
+    list_filter = (
+        "account",
+        "status",
+        "architecture",
+        "root_type",
+        ("missing_since", admin.EmptyFieldListFilter),
+    )
+    search_fields = ("external_id", "name", "description", "owner_id")
+    list_select_related = ("account",)
+    readonly_fields = [f.name for f in Image._meta.fields]
+
+
+@admin.register(Instance)
+class InstanceAdmin(admin.ModelAdmin):
+    list_display = (
+        "external_id",
+        "name",
+        "account",
+        "state",
+        "image_id",
+        "realm_id",
+        "create_image_refusal",
+        "missing_since",
+    )
+    list_filter = ("account", "state", "root_type")
+    search_fields = ("external_id", "name", "image_id")
+    list_select_related = ("account",)
+    readonly_fields = [f.name for f in Instance._meta.fields]

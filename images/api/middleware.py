@@ -1,0 +1,87 @@
+"""Deltacloud's Rack layer: matrix parameters, method override, common headers."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _split_matrix(segment: str) -> tuple[str, dict[str, str]]:
+    name, *pairs = segment.split(";")
+    params = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key:
+            params[key] = value
+    return name, params
+
+
+def is_api_path(path: str) -> bool:
+    return path == "/api" or path.startswith(("/api/", "/api;"))
+
+
+class DeltacloudMiddleware:
+    """Prepares API requests the way Deltacloud's Rack middleware did.
+
+    * ``/api;driver=ec2;provider=us-east-1/images``: matrix parameters on the
+      API root select the account (``request.dc_selection``), like the
+      ``X-Deltacloud-Driver``/``X-Deltacloud-Provider`` headers.
+    * ``/api/images;instance_id=X``: matrix parameters on a collection are
+      request parameters (``request.dc_matrix``); the advertised action links
+      use this form. Member ids are left alone: an id may contain ``;``.
+    * ``_method=delete`` in a form POST is a DELETE (the HTML forms use it).
+    * Every API response carries ``Server`` and ``X-Deltacloud-*`` headers.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not is_api_path(request.path_info):
+            return self.get_response(request)
+        self._prepare(request)
+        response = self.get_response(request)
+        return self._finish(request, response)
+
+    def _prepare(self, request: HttpRequest) -> None:
+        segments = request.path_info.split("/")
+        root, api_matrix = _split_matrix(segments[1])
+        segments[1] = root
+        matrix: dict[str, str] = {}
+        if len(segments) == 3 and ";" in segments[2]:
+            segments[2], matrix = _split_matrix(segments[2])
+        request.path_info = "/".join(segments)
+        request.dc_matrix = matrix
+
+        driver = api_matrix.get("driver") or request.headers.get("X-Deltacloud-Driver")
+        provider = api_matrix.get("provider") or request.headers.get("X-Deltacloud-Provider")
+        request.dc_selection = (
+            driver.strip().lower() if driver else None,
+            provider.strip().lower() if provider else None,
+        )
+        # The realm of WWW-Authenticate names the driver, as Deltacloud's did.
+        request.dc_driver_hint = request.dc_selection[0]
+
+        content_type = request.content_type or ""
+        if request.method == "POST" and content_type in FORM_TYPES:
+            override = request.POST.get("_method", "").upper()
+            if override in ("DELETE", "PUT"):
+                request.method = override
+
+    def _finish(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if not request.META.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
+            # gunicorn writes the Server header itself (deltaweb/gunicorn_conf.py).
+            response["Server"] = settings.DELTAWEB_SERVER_HEADER
+        context = getattr(request, "dc_context", None)
+        driver = context.driver if context else (request.dc_selection[0] or settings.DELTAWEB_DEFAULT_DRIVER)
+        provider = context.provider if context else request.dc_selection[1]
+        response["X-Deltacloud-Driver"] = driver
+        if provider:
+            response["X-Deltacloud-Provider"] = provider
+        response["X-Content-Type-Options"] = "nosniff"
+        if request.method == "HEAD" and not response.streaming:
+            response["Content-Length"] = str(len(response.content))
+            response.content = b""
+        return response

@@ -1,0 +1,535 @@
+"""The Deltacloud collections as DRF viewsets.
+
+Reads come from the cache and are rendered once per catalog version
+(``render_cache``); a conditional GET whose ETag matches costs no rendering.
+Writes and provider calls go through ``images.services``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+
+from django.conf import settings
+from django.http import HttpResponse, HttpResponseRedirect
+from rest_framework import viewsets
+from rest_framework.permissions import AllowAny, IsAuthenticated
+
+from images import selectors, services
+from images.api import html
+from images.api import serializers as s
+from images.api.context import ApiContext, build_context
+from images.api.exceptions import ApiError
+from images.api.render_cache import Rendered, make_rendered, render_cache
+from images.api.renderers import CONTENT_TYPES, HTMLRenderer, JSONRenderer, XMLRenderer
+from providers.registry import driver_names, get_driver
+
+CACHE_CONTROL = "max-age=0, private, must-revalidate"
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    if header.strip() == "*":
+        return True
+    bare = etag.strip('"')
+    return any(tag.strip().removeprefix("W/").strip('"') == bare for tag in header.split(","))
+
+
+def document_response(
+    request, rendered: Rendered, fmt: str, status: int = 200, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    if status == 200 and etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), rendered.etag):
+        response = HttpResponse(status=304)
+        del response["Content-Type"]
+    else:
+        response = HttpResponse(rendered.body, status=status, content_type=CONTENT_TYPES[fmt])
+    response["ETag"] = rendered.etag
+    response["Cache-Control"] = CACHE_CONTROL
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+class DeltacloudViewSet(viewsets.ViewSet):
+    """Negotiation, authentication, account resolution and document responses."""
+
+    renderer_classes = [XMLRenderer, JSONRenderer, HTMLRenderer]
+    permission_classes = [IsAuthenticated]
+    lookup_value_regex = "[^/]+"
+    needs_account = True
+    ctx: ApiContext
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.ctx = build_context(request, needs_account=self.needs_account)
+        request._request.dc_context = self.ctx
+
+    @property
+    def fmt(self) -> str:
+        return self.request.accepted_renderer.format
+
+    @property
+    def urls(self) -> s.Urls:
+        return self.ctx.urls
+
+    def page(self, template: str, title: str, **context) -> bytes:
+        return html.page(
+            template,
+            title=title,
+            driver=self.ctx.driver,
+            provider=self.ctx.provider,
+            base=self.urls.base,
+            path=self.request.path,
+            **context,
+        )
+
+    def respond(
+        self,
+        key: Hashable | None,
+        render: Callable[[], bytes],
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> HttpResponse:
+        rendered = make_rendered(render()) if key is None else render_cache.get_or_render(key, render)
+        return document_response(self.request, rendered, self.fmt, status, headers)
+
+    def cache_key(self, *parts: Hashable) -> tuple:
+        account = self.ctx.account
+        return (
+            type(self).__name__,
+            self.action,
+            account.pk,
+            account.catalog_version,
+            self.fmt,
+            self.urls.base,
+            *parts,
+        )
+
+    def freshness(self) -> dict[str, str]:
+        synced = self.ctx.account.last_sync_succeeded_at
+        return {"X-Deltaweb-Synced-At": synced.isoformat() if synced else "never"}
+
+    def ensure_synced(self) -> None:
+        """An account never synced is synced on its first read, so a new
+        deployment does not answer with an empty catalog."""
+        account = self.ctx.account
+        if account.last_sync_succeeded_at is None:
+            try:
+                services.catalog_sync(account=account)
+            except services.SyncInProgress:
+                pass
+
+
+# -- /api -------------------------------------------------------------------------
+
+
+class ApiEntryViewSet(DeltacloudViewSet):
+    """``GET /api``: the collections and features of the request's driver."""
+
+    needs_account = False
+    permission_classes = [AllowAny]
+
+    def perform_authentication(self, request):
+        # /api needs no credentials unless ?force_auth: wrong ones are ignored.
+        if "force_auth" in request.query_params:
+            super().perform_authentication(request)
+            if request.user is None:
+                from rest_framework.exceptions import NotAuthenticated
+
+                raise NotAuthenticated()
+            return
+        from rest_framework.exceptions import AuthenticationFailed
+
+        try:
+            request.user  # noqa: B018 - triggers authentication
+        except AuthenticationFailed:
+            request._authenticator, request.user, request.auth = None, None, None
+
+    def list(self, request):
+        driver = self.ctx.driver_class
+        links = selectors.entry_point_links(driver)
+        version = settings.DELTAWEB_API_VERSION
+        provider = self.ctx.provider
+
+        def render() -> bytes:
+            if self.fmt == "json":
+                return s.dump_json(s.api_dict(links, self.urls, driver.name, provider, version))
+            if self.fmt == "html":
+                items = [
+                    {
+                        "href": self.urls.collection(rel),
+                        "title": rel.replace("_", " ").title(),
+                        "subtitle": ", ".join(f.name for f in feats),
+                    }
+                    for rel, feats in links
+                ]
+                return self.page("collection.html", "API", items=items)
+            return s.api_xml(links, self.urls, driver.name, provider, version)
+
+        return self.respond(("api", driver.name, provider, self.fmt, self.urls.base), render)
+
+    def create(self, request):
+        """``POST /api`` with driver/provider: redirect to the matrix form."""
+        parts = [f";{k}={request.data[k]}" for k in ("driver", "provider") if request.data.get(k)]
+        if not parts:
+            raise ApiError(400, "Give a driver or provider to select")
+        return HttpResponseRedirect(f"{self.urls.base}/api{''.join(parts)}", status=301)
+
+
+# -- images ------------------------------------------------------------------------
+
+
+class ImageViewSet(DeltacloudViewSet):
+    """``/api/images``: the cached catalog of the request's account."""
+
+    def list(self, request):
+        self.ensure_synced()
+        account = self.ctx.account
+        filters = selectors.image_filters(request.query_params, account)
+        caps = services.capabilities(account=account)
+
+        def render() -> bytes:
+            rows = selectors.image_rows(account=account, filters=filters)
+            if self.fmt == "json":
+                return s.dump_json({"images": [s.image_dict(r, self.urls) for r in rows]})
+            if self.fmt == "html":
+                items = [
+                    {
+                        "href": self.urls.member("images", r.external_id),
+                        "title": r.name or r.external_id,
+                        "subtitle": f"{r.description or ''}, {r.owner_id}, {r.architecture}",
+                        "badge": r.state,
+                        "status": r.status,
+                    }
+                    for r in rows
+                ]
+                return self.page("collection.html", "Images", items=items)
+            return s.images_xml(rows, self.urls, caps.destroy_image)
+
+        return self.respond(self.cache_key(filters, caps.destroy_image), render, headers=self.freshness())
+
+    def retrieve(self, request, pk=None):
+        account = self.ctx.account
+        caps = services.capabilities(account=account)
+
+        def render() -> bytes:
+            row = selectors.image_row(account=account, external_id=pk)
+            if row is None:
+                if services.image_lookup(account=account, external_id=pk) is None:
+                    raise ApiError(404)
+                row = selectors.image_row(account=account, external_id=pk)
+            return self._render_image(row, caps)
+
+        return self.respond(self.cache_key(pk, caps.destroy_image), render, headers=self.freshness())
+
+    def _render_image(self, row: s.ImageRow, caps) -> bytes:
+        if self.fmt == "json":
+            return s.dump_json({"image": s.image_dict(row, self.urls)})
+        if self.fmt == "html":
+            fields = [
+                ("Name", row.name, None),
+                ("Description", row.description or "", None),
+                ("Owner", row.owner_id, f"{self.urls.collection('images')}?owner_id={s.seg(row.owner_id)}"),
+                ("State", row.state, None),
+                ("Normalized state", row.status, None),
+            ]
+            if row.failure_reason:
+                fields.append(("Reason", row.failure_reason, None))
+            if row.creation_time:
+                fields.append(("Creation time", row.creation_time, None))
+            fields += [("Root device type", row.root_type, None), ("Architecture", row.architecture, None)]
+            fields += [
+                ("Hardware profile", h, self.urls.member("hardware_profiles", h))
+                for h in row.hardware_profiles or ()
+            ]
+            actions = [
+                {
+                    "label": "Launch…",
+                    "method": "get",
+                    "href": f"{self.urls.collection('instances')}/new?image_id={s.seg(row.external_id)}",
+                }
+            ]
+            if caps.destroy_image:
+                actions.append(
+                    {
+                        "label": "Destroy",
+                        "method": "post",
+                        "danger": True,
+                        "href": self.urls.member("images", row.external_id),
+                        "fields": [("_method", "delete")],
+                    }
+                )
+            return self.page("member.html", f"Image {row.external_id}", fields=fields, actions=actions)
+        return s.image_show_xml(row, self.urls, caps.destroy_image)
+
+
+# -- instances -----------------------------------------------------------------------
+
+
+class InstanceViewSet(DeltacloudViewSet):
+    """``/api/instances``: cached instances, with the actions their driver allows."""
+
+    def options(self) -> s.InstanceOptions:
+        caps = services.capabilities(account=self.ctx.account)
+        return s.InstanceOptions(caps.create_image, caps.run_on_instance, self.ctx.driver_class.auth_feature)
+
+    def list(self, request):
+        self.ensure_synced()
+        account, opts = self.ctx.account, self.options()
+        filters = selectors.instance_filters(request.query_params)
+
+        def render() -> bytes:
+            rows = selectors.instance_rows(account=account, filters=filters)
+            if self.fmt == "json":
+                return s.dump_json({"instances": [s.instance_dict(r, self.urls, opts) for r in rows]})
+            if self.fmt == "html":
+                items = [
+                    {
+                        "href": self.urls.member("instances", r.external_id),
+                        "title": r.name or r.external_id,
+                        "subtitle": f"{r.external_id}, image {r.image_id}, {r.realm_id}",
+                        "badge": r.state,
+                    }
+                    for r in rows
+                ]
+                return self.page("collection.html", "Instances", items=items)
+            return s.instances_xml(rows, self.urls, opts)
+
+        return self.respond(self.cache_key(filters, opts), render, headers=self.freshness())
+
+    def retrieve(self, request, pk=None):
+        account, opts = self.ctx.account, self.options()
+
+        def render() -> bytes:
+            row = selectors.instance_row(account=account, external_id=pk)
+            if row is None:
+                if services.instance_lookup(account=account, external_id=pk) is None:
+                    raise ApiError(404)
+                row = selectors.instance_row(account=account, external_id=pk)
+            return self._render_instance(row, opts)
+
+        return self.respond(self.cache_key(pk, opts), render, headers=self.freshness())
+
+    def _render_instance(self, row: s.InstanceRow, opts: s.InstanceOptions) -> bytes:
+        if self.fmt == "json":
+            return s.dump_json({"instance": s.instance_dict(row, self.urls, opts)})
+        if self.fmt == "html":
+            fields = [
+                ("Name", row.name, None),
+                ("Owner", row.owner_id, None),
+                ("Image", row.image_id, self.urls.member("images", row.image_id)),
+                ("Realm", row.realm_id, self.urls.member("realms", row.realm_id)),
+                ("State", row.state, None),
+                (
+                    "Hardware profile",
+                    row.hardware_profile_id,
+                    self.urls.member("hardware_profiles", row.hardware_profile_id),
+                ),
+            ]
+            fields += [("Public address", a["address"], None) for a in row.public_addresses]
+            fields += [("Private address", a["address"], None) for a in row.private_addresses]
+            if row.create_image_refusal:
+                fields.append(("Imaging", row.create_image_refusal, None))
+            actions = []
+            for rel, method, href in s.instance_links(row, self.urls, opts):
+                if rel == "run":
+                    continue
+                if rel == "create_image":
+                    actions.append(
+                        {
+                            "label": "Create image…",
+                            "method": "get",
+                            "href": f"{self.urls.collection('images')}/new"
+                            f"?instance_id={s.seg(row.external_id)}",
+                        }
+                    )
+                elif method == "delete":
+                    actions.append(
+                        {
+                            "label": "Destroy",
+                            "method": "post",
+                            "href": href,
+                            "danger": True,
+                            "fields": [("_method", "delete")],
+                        }
+                    )
+                else:
+                    actions.append({"label": rel.title(), "method": "post", "href": href})
+            return self.page("member.html", f"Instance {row.external_id}", fields=fields, actions=actions)
+        return s.instance_show_xml(row, self.urls, opts)
+
+
+# -- driver descriptions ---------------------------------------------------------------
+
+
+class HardwareProfileViewSet(DeltacloudViewSet):
+    """``/api/hardware_profiles``: static per driver, no credentials needed."""
+
+    needs_account = False
+    permission_classes = [AllowAny]
+
+    def list(self, request):
+        driver = self.ctx.driver_class
+        profiles = selectors.hardware_profiles(driver)
+
+        def render() -> bytes:
+            if self.fmt == "json":
+                return s.dump_json(
+                    {"hardware_profiles": [s.hardware_profile_dict(p, self.urls) for p in profiles]}
+                )
+            if self.fmt == "html":
+                items = [
+                    {
+                        "href": self.urls.member("hardware_profiles", p.id),
+                        "title": p.id,
+                        "subtitle": ", ".join(f"{q.name} {q.value} {q.unit}" for q in p.properties),
+                    }
+                    for p in profiles
+                ]
+                return self.page("collection.html", "Hardware profiles", items=items)
+            return s.collection_xml(
+                "hardware_profiles", (s.hardware_profile_xml(p, self.urls, "  ") for p in profiles)
+            )
+
+        return self.respond(("hwp", driver.name, self.fmt, self.urls.base), render)
+
+    def retrieve(self, request, pk=None):
+        driver = self.ctx.driver_class
+        profile = next((p for p in selectors.hardware_profiles(driver) if p.id == pk), None)
+        if profile is None:
+            raise ApiError(404)
+
+        def render() -> bytes:
+            if self.fmt == "json":
+                return s.dump_json({"hardware_profile": s.hardware_profile_dict(profile, self.urls)})
+            if self.fmt == "html":
+                fields = [
+                    (
+                        p.name,
+                        f"{p.value} {p.unit}"
+                        if p.kind == "fixed"
+                        else f"{p.first}-{p.last} {p.unit} (default {p.value})"
+                        if p.kind == "range"
+                        else f"{', '.join(p.values)} {p.unit} (default {p.value})",
+                        None,
+                    )
+                    for p in profile.properties
+                ]
+                return self.page("member.html", f"Hardware profile {pk}", fields=fields)
+            return s.member_xml(s.hardware_profile_xml(profile, self.urls))
+
+        return self.respond(("hwp", driver.name, pk, self.fmt, self.urls.base), render)
+
+
+class InstanceStateViewSet(DeltacloudViewSet):
+    """``/api/instance_states``: the driver's instance state machine."""
+
+    needs_account = False
+    permission_classes = [AllowAny]
+
+    def list(self, request):
+        driver = self.ctx.driver_class
+
+        def render() -> bytes:
+            if self.fmt == "json":
+                return s.dump_json(s.instance_states_data(driver))
+            if self.fmt == "html":
+                items = [
+                    {
+                        "href": "#",
+                        "title": state,
+                        "subtitle": ", ".join(f"{t.action or 'auto'} → {t.to}" for t in trans),
+                    }
+                    for state, trans in driver.instance_states
+                ]
+                return self.page("collection.html", "Instance states", items=items)
+            return s.instance_states_xml(driver)
+
+        return self.respond(("states", driver.name, self.fmt, self.urls.base), render)
+
+
+class RealmViewSet(DeltacloudViewSet):
+    """``/api/realms``: asked of the provider (they are few and rarely read)."""
+
+    def list(self, request):
+        realms = services.realm_list(account=self.ctx.account)
+        if "id" in request.query_params:
+            realms = [r for r in realms if r.id == request.query_params["id"]]
+        if self.fmt == "json":
+            body = s.dump_json({"realms": [s.realm_dict(r, self.urls) for r in realms]})
+        elif self.fmt == "html":
+            body = self.page(
+                "collection.html",
+                "Realms",
+                items=[
+                    {
+                        "href": self.urls.member("realms", r.id),
+                        "title": r.name,
+                        "subtitle": r.id,
+                        "badge": r.state,
+                    }
+                    for r in realms
+                ],
+            )
+        else:
+            body = s.collection_xml("realms", (s.realm_xml(r, self.urls, "  ") for r in realms))
+        return self.respond(None, lambda: body)
+
+    def retrieve(self, request, pk=None):
+        realm = services.realm_get(account=self.ctx.account, realm_id=pk)
+        if self.fmt == "json":
+            body = s.dump_json({"realm": s.realm_dict(realm, self.urls)})
+        elif self.fmt == "html":
+            body = self.page(
+                "member.html",
+                f"Realm {realm.id}",
+                fields=[
+                    ("Name", realm.name, None),
+                    ("State", realm.state, None),
+                    ("Limit", realm.limit, None),
+                ],
+            )
+        else:
+            body = s.member_xml(s.realm_xml(realm, self.urls))
+        return self.respond(None, lambda: body)
+
+
+class DriverViewSet(DeltacloudViewSet):
+    """``/api/drivers``: the drivers this server has."""
+
+    needs_account = False
+    permission_classes = [AllowAny]
+
+    def list(self, request):
+        drivers = [get_driver(name) for name in driver_names()]
+
+        def render() -> bytes:
+            if self.fmt == "json":
+                return s.dump_json({d.name: s.driver_dict(d) for d in drivers})
+            if self.fmt == "html":
+                items = [
+                    {
+                        "href": self.urls.member("drivers", d.name),
+                        "title": d.label,
+                        "subtitle": ", ".join(d.providers),
+                    }
+                    for d in drivers
+                ]
+                return self.page("collection.html", "Drivers", items=items)
+            return s.drivers_xml(drivers, self.urls)
+
+        return self.respond(("drivers", self.fmt, self.urls.base), render)
+
+    def retrieve(self, request, pk=None):
+        if pk not in driver_names():
+            raise ApiError(404)
+        driver = get_driver(pk)
+        if self.fmt == "json":
+            body = s.dump_json({"driver": {**s.driver_dict(driver), "id": driver.name}})
+        elif self.fmt == "html":
+            body = self.page(
+                "member.html",
+                f"Driver {driver.name}",
+                fields=[("Name", driver.label, None), *[("Provider", p, None) for p in driver.providers]],
+            )
+        else:
+            body = s.driver_xml(driver, self.urls)
+        return self.respond(None, lambda: body)

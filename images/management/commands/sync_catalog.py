@@ -1,0 +1,37 @@
+"""Sync accounts' catalogs now, in this process."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from images import services
+from images.models import ProviderAccount
+from providers.exceptions import ProviderError
+
+
+class Command(BaseCommand):
+    help = "Sync the catalog of the named accounts (all enabled accounts by default)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("accounts", nargs="*", help="account names")
+
+    def handle(self, *args, **options):
+        accounts = ProviderAccount.objects.filter(enabled=True)
+        if options["accounts"]:
+            accounts = accounts.filter(name__in=options["accounts"])
+            missing = set(options["accounts"]) - set(accounts.values_list("name", flat=True))
+            if missing:
+                raise CommandError(f"Unknown or disabled accounts: {', '.join(sorted(missing))}")
+        failed = False
+        for account in accounts:
+            try:
+                result = services.catalog_sync(account=account)
+            except (services.SyncInProgress, ProviderError) as exc:
+                failed = True
+                self.stderr.write(f"{account.name}: {type(exc).__name__}: {exc}")
+                continue
+            images = result.images
+            self.stdout.write(
+                f"{account.name}: {images.staged} images ({images.created} new, "
+                f"{images.updated} changed, {images.missing} missing) in {result.duration:.2f}s"
+            )
+        if failed:
+            raise CommandError("some syncs failed")

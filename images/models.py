@@ -1,0 +1,181 @@
+"""The catalog cache: provider accounts and what their clouds last told us."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from images import crypto
+from providers.base import ImageState
+from providers.registry import DRIVERS, driver_names
+
+
+def _driver_choices() -> list[tuple[str, str]]:
+    return [(name, name) for name in driver_names()]
+
+
+class ProviderAccount(models.Model):
+    """One account on one cloud (one EC2 account in one region, one mock cloud...).
+
+    ``params`` holds what is safe to show (endpoint, owners to cache, mock
+    profile); ``credentials`` are encrypted at rest and never displayed.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    driver = models.CharField(max_length=32, choices=_driver_choices)
+    # The X-Deltacloud-Provider value that selects this account: an EC2
+    # region, an OpenStack region, an FGCP region...
+    provider = models.CharField(max_length=255, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    credentials_encrypted = models.TextField(blank=True, editable=False)
+    users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="provider_accounts",
+        help_text="API users who may use this account (superusers may use every account).",
+    )
+    is_default = models.BooleanField(
+        default=False, help_text="Used when a request names no driver or provider."
+    )
+    enabled = models.BooleanField(default=True)
+    sync_interval = models.PositiveIntegerField(
+        default=300, help_text="Seconds between scheduled catalog syncs."
+    )
+
+    # Bumped whenever the cached catalog changes; rendered documents are keyed by it.
+    catalog_version = models.PositiveBigIntegerField(default=0, editable=False)
+    # What owner_id=self means on this account (EC2: the AWS account id).
+    owner_identity = models.CharField(max_length=255, blank=True, editable=False)
+
+    last_sync_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_sync_succeeded_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_sync_failed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_sync_error = models.TextField(blank=True, editable=False)
+    last_sync_duration = models.FloatField(null=True, blank=True, editable=False)
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    needs_attention = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Set after repeated sync failures or rejected credentials.",
+    )
+    next_sync_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # After a create or delete the account is polled faster until then.
+    fast_sync_until = models.DateTimeField(null=True, blank=True, editable=False)
+    sync_lock_until = models.DateTimeField(null=True, blank=True, editable=False)
+    sync_lock_token = models.CharField(max_length=64, blank=True, editable=False)
+    sync_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.driver}{'/' + self.provider if self.provider else ''})"
+
+    def clean(self) -> None:
+        if self.driver not in DRIVERS:
+            raise ValidationError({"driver": f"Unknown driver '{self.driver}'"})
+        if not isinstance(self.params, dict):
+            raise ValidationError({"params": "Parameters must be a JSON object"})
+        self.provider = self.provider.strip().lower()
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return crypto.decrypt_json(self.credentials_encrypted) if self.credentials_encrypted else {}
+
+    @credentials.setter
+    def credentials(self, value: dict[str, str]) -> None:
+        self.credentials_encrypted = crypto.encrypt_json(value) if value else ""
+
+    @property
+    def provider_label(self) -> str:
+        """Deltacloud reports an unset provider as ``default``."""
+        return self.provider or "default"
+
+
+class Image(models.Model):
+    """One cached catalog row: an image as its provider last described it."""
+
+    Status = models.TextChoices("Status", [(s.value, s.value) for s in ImageState])
+
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="images")
+    external_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True)
+    description = models.TextField(null=True, blank=True)
+    owner_id = models.CharField(max_length=255, blank=True)
+    architecture = models.CharField(max_length=64, blank=True)
+    # The provider's own word (EC2 `available`, Nova `SAVING`); shown in the API.
+    state = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=ImageState.UNKNOWN)
+    root_type = models.CharField(max_length=16, default="transient")
+    # Free-form, passed through from the provider as Deltacloud did.
+    creation_time = models.CharField(max_length=64, null=True, blank=True)
+    hardware_profiles = models.JSONField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True)
+    extra = models.JSONField(default=dict, blank=True)
+
+    first_seen = models.DateTimeField(default=timezone.now)
+    # Updated when the row changes or disappears; a present row was seen by
+    # the account's last successful sync (see ``seen_at``).
+    last_seen = models.DateTimeField(default=timezone.now)
+    missing_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "external_id"], name="image_account_external_id")
+        ]
+        indexes = [models.Index(fields=["account", "owner_id"], name="image_account_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} ({self.name})"
+
+    @property
+    def seen_at(self):
+        if self.missing_since is None and self.account.last_sync_succeeded_at:
+            return max(self.last_seen, self.account.last_sync_succeeded_at)
+        return self.last_seen
+
+
+class Instance(models.Model):
+    """One cached instance: enough to list it and to decide whether it can be imaged."""
+
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="instances")
+    external_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True)
+    state = models.CharField(max_length=32, blank=True)
+    owner_id = models.CharField(max_length=255, blank=True)
+    image_id = models.CharField(max_length=255, blank=True)
+    realm_id = models.CharField(max_length=255, blank=True)
+    hardware_profile_id = models.CharField(max_length=255, blank=True)
+    hardware_profile_overrides = models.JSONField(default=list, blank=True)
+    actions = models.JSONField(default=list, blank=True)
+    # Empty when the driver would image this instance, else the reason it would not.
+    create_image_refusal = models.TextField(blank=True)
+    root_type = models.CharField(max_length=16, default="transient")
+    public_addresses = models.JSONField(default=list, blank=True)
+    private_addresses = models.JSONField(default=list, blank=True)
+    storage_volumes = models.JSONField(default=list, blank=True)
+    keyname = models.CharField(max_length=255, null=True, blank=True)
+    launch_time = models.CharField(max_length=64, null=True, blank=True)
+    network_interfaces = models.JSONField(null=True, blank=True)
+    extra = models.JSONField(default=dict, blank=True)
+
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    missing_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "external_id"], name="instance_account_external_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} ({self.name or '-'})"
+
+    @property
+    def can_create_image(self) -> bool:
+        return not self.create_image_refusal

@@ -1,0 +1,1 @@
+"""Cloud drivers. Plain Python: nothing here may import Django."""
