@@ -25,7 +25,7 @@ run: migrate
 
 # Uses DATABASE_URL / CELERY_BROKER_URL when set (PostgreSQL, Redis), else the embedded defaults.
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	DJANGO_SETTINGS_MODULE=deltaweb.settings.test $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

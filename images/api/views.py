@@ -12,6 +12,7 @@ from collections.abc import Callable, Hashable
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseRedirect
 from rest_framework import viewsets
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.permissions import AllowAny, IsAuthenticated
 
 from images import selectors, services
@@ -54,8 +55,23 @@ class DeltacloudViewSet(viewsets.ViewSet):
     renderer_classes = [XMLRenderer, JSONRenderer, HTMLRenderer]
     permission_classes = [IsAuthenticated]
     lookup_value_regex = "[^/]+"
+    # Deltacloud names the member parameter `id` (it shows in error documents).
+    lookup_url_kwarg = "id"
     needs_account = True
     ctx: ApiContext
+
+    def perform_authentication(self, request):
+        if self.needs_account or "force_auth" in request.query_params:
+            request.user  # noqa: B018 - authenticates now, so 401s come before any work
+            if request.user is None and not self.needs_account:
+                raise NotAuthenticated()
+            return
+        # Views that only describe a driver demand no credentials and, like
+        # Deltacloud, ignore wrong ones (a user's default driver still applies).
+        try:
+            request.user  # noqa: B018
+        except AuthenticationFailed:
+            request._authenticator, request.user, request.auth = None, None, None
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -127,22 +143,6 @@ class ApiEntryViewSet(DeltacloudViewSet):
     needs_account = False
     permission_classes = [AllowAny]
 
-    def perform_authentication(self, request):
-        # /api needs no credentials unless ?force_auth: wrong ones are ignored.
-        if "force_auth" in request.query_params:
-            super().perform_authentication(request)
-            if request.user is None:
-                from rest_framework.exceptions import NotAuthenticated
-
-                raise NotAuthenticated()
-            return
-        from rest_framework.exceptions import AuthenticationFailed
-
-        try:
-            request.user  # noqa: B018 - triggers authentication
-        except AuthenticationFailed:
-            request._authenticator, request.user, request.auth = None, None, None
-
     def list(self, request):
         driver = self.ctx.driver_class
         links = selectors.entry_point_links(driver)
@@ -206,19 +206,19 @@ class ImageViewSet(DeltacloudViewSet):
 
         return self.respond(self.cache_key(filters, caps.destroy_image), render, headers=self.freshness())
 
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request, id=None):
         account = self.ctx.account
         caps = services.capabilities(account=account)
 
         def render() -> bytes:
-            row = selectors.image_row(account=account, external_id=pk)
+            row = selectors.image_row(account=account, external_id=id)
             if row is None:
-                if services.image_lookup(account=account, external_id=pk) is None:
+                if services.image_lookup(account=account, external_id=id) is None:
                     raise ApiError(404)
-                row = selectors.image_row(account=account, external_id=pk)
+                row = selectors.image_row(account=account, external_id=id)
             return self._render_image(row, caps)
 
-        return self.respond(self.cache_key(pk, caps.destroy_image), render, headers=self.freshness())
+        return self.respond(self.cache_key(id, caps.destroy_image), render, headers=self.freshness())
 
     def _render_image(self, row: s.ImageRow, caps) -> bytes:
         if self.fmt == "json":
@@ -295,18 +295,18 @@ class InstanceViewSet(DeltacloudViewSet):
 
         return self.respond(self.cache_key(filters, opts), render, headers=self.freshness())
 
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request, id=None):
         account, opts = self.ctx.account, self.options()
 
         def render() -> bytes:
-            row = selectors.instance_row(account=account, external_id=pk)
+            row = selectors.instance_row(account=account, external_id=id)
             if row is None:
-                if services.instance_lookup(account=account, external_id=pk) is None:
+                if services.instance_lookup(account=account, external_id=id) is None:
                     raise ApiError(404)
-                row = selectors.instance_row(account=account, external_id=pk)
+                row = selectors.instance_row(account=account, external_id=id)
             return self._render_instance(row, opts)
 
-        return self.respond(self.cache_key(pk, opts), render, headers=self.freshness())
+        return self.respond(self.cache_key(id, opts), render, headers=self.freshness())
 
     def _render_instance(self, row: s.InstanceRow, opts: s.InstanceOptions) -> bytes:
         if self.fmt == "json":
@@ -391,9 +391,9 @@ class HardwareProfileViewSet(DeltacloudViewSet):
 
         return self.respond(("hwp", driver.name, self.fmt, self.urls.base), render)
 
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request, id=None):
         driver = self.ctx.driver_class
-        profile = next((p for p in selectors.hardware_profiles(driver) if p.id == pk), None)
+        profile = next((p for p in selectors.hardware_profiles(driver) if p.id == id), None)
         if profile is None:
             raise ApiError(404)
 
@@ -413,10 +413,10 @@ class HardwareProfileViewSet(DeltacloudViewSet):
                     )
                     for p in profile.properties
                 ]
-                return self.page("member.html", f"Hardware profile {pk}", fields=fields)
+                return self.page("member.html", f"Hardware profile {id}", fields=fields)
             return s.member_xml(s.hardware_profile_xml(profile, self.urls))
 
-        return self.respond(("hwp", driver.name, pk, self.fmt, self.urls.base), render)
+        return self.respond(("hwp", driver.name, id, self.fmt, self.urls.base), render)
 
 
 class InstanceStateViewSet(DeltacloudViewSet):
@@ -473,8 +473,8 @@ class RealmViewSet(DeltacloudViewSet):
             body = s.collection_xml("realms", (s.realm_xml(r, self.urls, "  ") for r in realms))
         return self.respond(None, lambda: body)
 
-    def retrieve(self, request, pk=None):
-        realm = services.realm_get(account=self.ctx.account, realm_id=pk)
+    def retrieve(self, request, id=None):
+        realm = services.realm_get(account=self.ctx.account, realm_id=id)
         if self.fmt == "json":
             body = s.dump_json({"realm": s.realm_dict(realm, self.urls)})
         elif self.fmt == "html":
@@ -518,10 +518,10 @@ class DriverViewSet(DeltacloudViewSet):
 
         return self.respond(("drivers", self.fmt, self.urls.base), render)
 
-    def retrieve(self, request, pk=None):
-        if pk not in driver_names():
+    def retrieve(self, request, id=None):
+        if id not in driver_names():
             raise ApiError(404)
-        driver = get_driver(pk)
+        driver = get_driver(id)
         if self.fmt == "json":
             body = s.dump_json({"driver": {**s.driver_dict(driver), "id": driver.name}})
         elif self.fmt == "html":

@@ -35,10 +35,19 @@ class Command(BaseCommand):
                 Path(folder).mkdir(parents=True, exist_ok=True)
         commands = {
             "web": [str(bin_dir / "gunicorn"), "-c", "deltaweb/gunicorn_conf.py", "deltaweb.wsgi"],
-            "worker": [str(bin_dir / "celery"), "-A", "deltaweb", "worker", "-l", "info",
-                       "-c", str(concurrency), "--without-gossip", "--without-mingle"],
-            "beat": [str(bin_dir / "celery"), "-A", "deltaweb", "beat", "-l", "info",
-                     "-s", schedule],
+            "worker": [
+                str(bin_dir / "celery"),
+                "-A",
+                "deltaweb",
+                "worker",
+                "-l",
+                "info",
+                "-c",
+                str(concurrency),
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            "beat": [str(bin_dir / "celery"), "-A", "deltaweb", "beat", "-l", "info", "-s", schedule],
         }
         children = {
             name: subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR, start_new_session=True)
@@ -62,7 +71,7 @@ class Command(BaseCommand):
             time.sleep(0.5)
         for proc in children.values():
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                proc.terminate()  # warm shutdown: the worker finishes or requeues its tasks
         deadline = time.monotonic() + 20
         for proc in children.values():
             try:

@@ -1,0 +1,80 @@
+"""Shared fixtures: an isolated mock cloud per test, the demo user and account."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from images import services
+from images.api.render_cache import render_cache
+from images.models import ProviderAccount
+
+MOCK_CREDENTIALS = {"username": "mockuser", "password": "mockpassword"}
+
+
+def basic(username: str = "mockuser", password: str = "mockpassword") -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(settings, tmp_path):
+    # given: every test its own mock cloud and empty per-process caches
+    settings.DELTAWEB_MOCK_STORAGE = tmp_path / "mock"
+    render_cache.clear()
+    cache.clear()
+    services._drivers.clear()
+    yield
+    render_cache.clear()
+    services._drivers.clear()
+
+
+@pytest.fixture
+def api_user(db):
+    return get_user_model().objects.create_user("mockuser", password="mockpassword")
+
+
+def make_account(
+    name: str = "mock",
+    *,
+    users=(),
+    driver: str = "mock",
+    provider: str = "",
+    params: dict | None = None,
+    is_default: bool = False,
+    credentials: dict | None = None,
+) -> ProviderAccount:
+    account = ProviderAccount(
+        name=name, driver=driver, provider=provider, params=params or {}, is_default=is_default
+    )
+    account.credentials = MOCK_CREDENTIALS if credentials is None else credentials
+    account.full_clean()
+    account.save()
+    account.users.add(*users)
+    return account
+
+
+@pytest.fixture
+def mock_account(api_user):
+    return make_account(users=[api_user], is_default=True)
+
+
+@pytest.fixture
+def synced_account(mock_account):
+    services.catalog_sync(account=mock_account)
+    mock_account.refresh_from_db()
+    return mock_account
+
+
+@pytest.fixture
+def client():
+    return APIClient()
+
+
+@pytest.fixture
+def auth_client(client, api_user):
+    client.credentials(HTTP_AUTHORIZATION=basic())
+    return client

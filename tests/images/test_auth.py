@@ -1,0 +1,95 @@
+"""HTTP Basic against Django users, with verified credentials remembered safely."""
+
+import pytest
+from django.contrib.auth.hashers import MD5PasswordHasher
+from django.core.cache import cache
+
+from tests.conftest import basic
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def verifications(monkeypatch):
+    """Counts real password verifications (the hasher still runs)."""
+    calls = []
+    original = MD5PasswordHasher.verify
+
+    def counting(self, password, encoded):
+        calls.append(password)
+        return original(self, password, encoded)
+
+    monkeypatch.setattr(MD5PasswordHasher, "verify", counting)
+    return calls
+
+
+def test_missing_credentials_ask_for_basic_auth(client, synced_account):
+    response = client.get("/api/images")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Basic realm="mock-deltacloud@testhost"'
+    assert b"<message><![CDATA[Unauthorized]]></message>" in response.content
+
+
+@pytest.mark.parametrize("credentials", [("mockuser", "wrong"), ("nobody", "mockpassword"), ("", "")])
+def test_wrong_credentials_are_401(client, synced_account, credentials):
+    response = client.get("/api/images", HTTP_AUTHORIZATION=basic(*credentials))
+    assert response.status_code == 401
+    assert "WWW-Authenticate" in response
+
+
+def test_malformed_authorization_header_is_401(client, synced_account):
+    response = client.get("/api/images", HTTP_AUTHORIZATION="Basic !!!notbase64")
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/api", "/api/drivers", "/api/hardware_profiles", "/api/instance_states"])
+def test_descriptive_routes_need_no_credentials(client, synced_account, path):
+    assert client.get(path).status_code == 200
+    # and wrong credentials are ignored there, as Deltacloud did
+    assert client.get(path, HTTP_AUTHORIZATION=basic("x", "y")).status_code == 200
+
+
+def test_api_entry_point_ignores_bad_credentials_unless_forced(client, synced_account):
+    assert client.get("/api", HTTP_AUTHORIZATION=basic("x", "y")).status_code == 200
+    assert client.get("/api?force_auth=1").status_code == 401
+    assert client.get("/api?force_auth=1", HTTP_AUTHORIZATION=basic("x", "y")).status_code == 401
+    assert client.get("/api?force_auth=1", HTTP_AUTHORIZATION=basic()).status_code == 200
+
+
+def test_account_routes_need_credentials(client, synced_account):
+    for path in ["/api/images", "/api/images/img1", "/api/instances", "/api/instances/inst1", "/api/realms"]:
+        assert client.get(path).status_code == 401, path
+
+
+def test_verified_credentials_are_not_hashed_again(client, synced_account, verifications):
+    for _ in range(3):
+        assert client.get("/api/images", HTTP_AUTHORIZATION=basic()).status_code == 200
+    assert len(verifications) == 1
+
+
+def test_cache_never_holds_the_password(client, synced_account):
+    client.get("/api/images", HTTP_AUTHORIZATION=basic())
+    stored = repr(list(cache._cache.items())) + repr(list(cache._cache.keys()))
+    assert "mockpassword" not in stored
+    assert any("dw:auth:" in key for key in cache._cache)
+
+
+def test_password_change_drops_the_remembered_verification(client, synced_account, api_user, verifications):
+    assert client.get("/api/images", HTTP_AUTHORIZATION=basic()).status_code == 200
+    api_user.set_password("n3w-Secret!")
+    api_user.save()
+    assert client.get("/api/images", HTTP_AUTHORIZATION=basic()).status_code == 401
+    assert client.get("/api/images", HTTP_AUTHORIZATION=basic("mockuser", "n3w-Secret!")).status_code == 200
+
+
+def test_deactivated_user_is_refused_even_when_remembered(client, synced_account, api_user):
+    assert client.get("/api/images", HTTP_AUTHORIZATION=basic()).status_code == 200
+    api_user.is_active = False
+    api_user.save()
+    assert client.get("/api/images", HTTP_AUTHORIZATION=basic()).status_code == 401
+
+
+def test_failed_attempts_are_not_remembered(client, synced_account, verifications):
+    for _ in range(2):
+        assert client.get("/api/images", HTTP_AUTHORIZATION=basic("mockuser", "nope")).status_code == 401
+    assert len(verifications) == 2
