@@ -101,6 +101,7 @@ class CatalogMerge:
         listed_before: datetime,
         previous_success: datetime | None,
         protect_sql: str = "",
+        purge_tombstones: bool = False,
     ) -> MergeResult:
         """Upsert changed rows and mark the unlisted ones missing.
 
@@ -138,6 +139,11 @@ class CatalogMerge:
             f"AND missing_since IS NULL AND first_seen < %s {protect_sql} AND NOT EXISTS "
             f"(SELECT 1 FROM {self.stage} s WHERE s.external_id = {t}.external_id)"
         )
+        # Rows deleted through the API go for good once the provider stops listing them.
+        purge = (
+            f"DELETE FROM {t} WHERE account_id = %s AND deleted_at IS NOT NULL {protect_sql} "
+            f"AND NOT EXISTS (SELECT 1 FROM {self.stage} s WHERE s.external_id = {t}.external_id)"
+        )
         count_sql = f"SELECT COUNT(*) FROM {t} WHERE account_id = %s"
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(count_sql, [account_id])
@@ -146,8 +152,12 @@ class CatalogMerge:
             upserted = max(cursor.rowcount, 0)
             cursor.execute(count_sql, [account_id])
             created = cursor.fetchone()[0] - before
+            missing = 0
+            if purge_tombstones:
+                cursor.execute(purge, [account_id])
+                missing += max(cursor.rowcount, 0)
             cursor.execute(mark_missing, [now_db, seen_db, account_id, before_db])
-            missing = max(cursor.rowcount, 0)
+            missing += max(cursor.rowcount, 0)
             cursor.execute(f"SELECT COUNT(*) FROM {self.stage}")
             staged = cursor.fetchone()[0]
         return MergeResult(staged=staged, created=created, updated=upserted - created, missing=missing)

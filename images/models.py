@@ -123,6 +123,9 @@ class Image(models.Model):
     # the account's last successful sync (see ``seen_at``).
     last_seen = models.DateTimeField(default=timezone.now)
     missing_since = models.DateTimeField(null=True, blank=True)
+    # Tombstone: deleted through the API, gone from lists at once, removed
+    # for good when the provider confirms.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -179,3 +182,65 @@ class Instance(models.Model):
     @property
     def can_create_image(self) -> bool:
         return not self.create_image_refusal
+
+
+class Operation(models.Model):
+    """A create or delete the worker carries to a terminal state.
+
+    The database, not the broker, is the source of truth: a lost task (worker
+    killed, Redis flushed) is found again by the reaper through ``next_poll_at``.
+    """
+
+    class Kind(models.TextChoices):
+        CREATE_IMAGE = "create_image"
+        DELETE_IMAGE = "delete_image"
+
+    class Status(models.TextChoices):
+        QUEUED = "QUEUED"  # the provider has not been called yet
+        CALLING = "CALLING"  # the provider call is (or was) in flight
+        POLLING = "POLLING"  # waiting for the provider to finish
+        SUCCEEDED = "SUCCEEDED"
+        FAILED = "FAILED"
+
+    ACTIVE = (Status.QUEUED, Status.CALLING, Status.POLLING)
+
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="operations")
+    image = models.ForeignKey(
+        Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="operations"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    instance_id = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    description = models.TextField(null=True, blank=True)
+    # The provider's id once known; for drivers that return none, the id we
+    # answered with until then (Deltacloud's FGCP convention PENDING-<name>).
+    external_id = models.CharField(max_length=255, blank=True)
+    provisional_id = models.CharField(max_length=255, blank=True)
+    # Images with the create's name that existed before it: never adopted.
+    preexisting_ids = models.JSONField(default=list, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField()
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "next_poll_at"], name="operation_due"),
+            models.Index(fields=["account", "provisional_id"], name="operation_provisional"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.external_id or self.provisional_id or self.pk} ({self.status})"
+
+    @property
+    def active(self) -> bool:
+        return self.status in self.ACTIVE

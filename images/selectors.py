@@ -52,7 +52,7 @@ def _image_q(filters: Filters) -> Q:
 
 
 def _visible_images(account: ProviderAccount):
-    return Image.objects.filter(account=account, missing_since__isnull=True)
+    return Image.objects.filter(account=account, missing_since__isnull=True, deleted_at__isnull=True)
 
 
 def image_rows(*, account: ProviderAccount, filters: Filters = ()) -> list[ImageRow]:

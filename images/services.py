@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -61,6 +62,12 @@ INSTANCE_COLUMNS = (
 # An account whose syncs failed this many times in a row is flagged.
 FLAG_AFTER_FAILURES = 3
 SYNC_LOCK_SECONDS = 15 * 60
+# An image with a create or delete in flight is never marked missing: a
+# provider without create ids (FGCP) does not list it until it is ready.
+IMAGE_PROTECT_SQL = (
+    "AND NOT EXISTS (SELECT 1 FROM images_operation o WHERE o.image_id = images_image.id "
+    "AND o.status IN ('QUEUED', 'CALLING', 'POLLING'))"
+)
 
 
 class UnknownDriver(Exception):
@@ -192,43 +199,47 @@ def _instance_values(inst: ProviderInstance) -> tuple[str, tuple]:
     )
 
 
-def image_store(*, account: ProviderAccount, image: ProviderImage) -> Image:
-    """Insert or refresh one image row from the provider's description."""
-    external_id, values = _image_values(image)
+def _store(model, account: ProviderAccount, external_id: str, fields: dict, resurrect: bool):
+    """Insert or update one row; the catalog version moves only on a real change."""
     now = timezone.now()
-    row, _ = Image.objects.update_or_create(
-        account=account,
-        external_id=external_id,
-        defaults={**dict(zip(IMAGE_COLUMNS, values, strict=True)), "last_seen": now, "missing_since": None},
-        create_defaults={
-            **dict(zip(IMAGE_COLUMNS, values, strict=True)),
-            "first_seen": now,
-            "last_seen": now,
-        },
-    )
+    row = model.objects.filter(account=account, external_id=external_id).first()
+    if row is None:
+        try:
+            with transaction.atomic():
+                row = model.objects.create(
+                    account=account, external_id=external_id, first_seen=now, last_seen=now, **fields
+                )
+        except IntegrityError:  # inserted concurrently (a sync, another lookup)
+            return _store(model, account, external_id, fields, resurrect)
+    else:
+        changed = {k: v for k, v in fields.items() if getattr(row, k) != v}
+        if row.missing_since is not None:
+            changed["missing_since"] = None
+        if resurrect and getattr(row, "deleted_at", None) is not None:
+            changed["deleted_at"] = None
+        if not changed:
+            return row
+        changed["last_seen"] = now
+        for key, value in changed.items():
+            setattr(row, key, value)
+        row.save(update_fields=list(changed))
     _bump_version(account)
     return row
+
+
+def image_store(*, account: ProviderAccount, image: ProviderImage, resurrect: bool = False) -> Image:
+    """Insert or refresh one image row from the provider's description.
+
+    ``resurrect`` clears a tombstone (the image was just created again);
+    otherwise a tombstoned row stays hidden whatever the provider says.
+    """
+    external_id, values = _image_values(image)
+    return _store(Image, account, external_id, dict(zip(IMAGE_COLUMNS, values, strict=True)), resurrect)
 
 
 def instance_store(*, account: ProviderAccount, instance: ProviderInstance) -> Instance:
     external_id, values = _instance_values(instance)
-    now = timezone.now()
-    row, _ = Instance.objects.update_or_create(
-        account=account,
-        external_id=external_id,
-        defaults={
-            **dict(zip(INSTANCE_COLUMNS, values, strict=True)),
-            "last_seen": now,
-            "missing_since": None,
-        },
-        create_defaults={
-            **dict(zip(INSTANCE_COLUMNS, values, strict=True)),
-            "first_seen": now,
-            "last_seen": now,
-        },
-    )
-    _bump_version(account)
-    return row
+    return _store(Instance, account, external_id, dict(zip(INSTANCE_COLUMNS, values, strict=True)), False)
 
 
 # -- lookups of ids the cache does not know ------------------------------------------
@@ -247,6 +258,8 @@ def image_lookup(*, account: ProviderAccount, external_id: str) -> Image | None:
     key = _negative_key("image", account, external_id)
     if cache.get(key):
         return None
+    if Image.objects.filter(account=account, external_id=external_id, deleted_at__isnull=False).exists():
+        return None  # deleted through the API; the provider may lag behind
     image = build_driver(account=account).get_image(external_id)
     if image is None:
         cache.set(key, True, settings.DELTAWEB_NEGATIVE_LOOKUP_SECONDS)
@@ -324,6 +337,8 @@ def catalog_sync(*, account: ProviderAccount) -> SyncResult:
             now=now,
             listed_before=started,
             previous_success=previous_success,
+            protect_sql=IMAGE_PROTECT_SQL,
+            purge_tombstones=True,
         )
         instances = None
         if instance_merge is not None:

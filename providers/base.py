@@ -155,6 +155,8 @@ class Capabilities:
     create_returns_id: bool = True
     honours_image_name: bool = True
     honours_image_description: bool = True
+    # Image names are unique within the account (EC2), so a duplicate is a 409.
+    unique_image_names: bool = False
     image_name_max_length: int = 128
     create_instance: bool = False
     run_on_instance: bool = False
@@ -258,15 +260,15 @@ class Driver:
     def destroy_image(self, image_id: str) -> None:
         raise NotSupported(f"{self.name} cannot destroy images")
 
-    def find_created_image(self, *, name: str, exclude_ids: frozenset[str]) -> ProviderImage | None:
-        """For providers without create ids: the image a create produced.
+    def find_created_images(self, *, name: str, exclude_ids: frozenset[str]) -> list[ProviderImage]:
+        """For providers without create ids: images a create may have produced.
 
-        Matching is by name among images that are not in ``exclude_ids`` (the
-        ones that existed before the request), so an older image with the same
-        name is never adopted.
+        Candidates carry the create's name and are not in ``exclude_ids``
+        (what existed before the request, or was adopted by another create),
+        so an older image with the same name is never adopted. The caller
+        picks among several.
         """
-        candidates = [i for i in self.list_images() if i.name == name and i.id not in exclude_ids]
-        return candidates[0] if len(candidates) == 1 else None
+        return [i for i in self.list_images() if i.name == name and i.id not in exclude_ids]
 
     # -- instances -----------------------------------------------------------
 

@@ -178,3 +178,22 @@ DELTAWEB_CREDENTIALS_KEY = env("DELTAWEB_CREDENTIALS_KEY", default="")
 # `make run` may create the demo account and user only where this is True.
 DELTAWEB_DEMO_SEED_ALLOWED = False
 X_FRAME_OPTIONS = "SAMEORIGIN"
+# Image operations: how long a create/delete may take, how the worker polls.
+DELTAWEB_CREATE_DEADLINE_SECONDS = env.int("DELTAWEB_CREATE_DEADLINE_SECONDS", default=3 * 3600)
+DELTAWEB_DELETE_DEADLINE_SECONDS = env.int("DELTAWEB_DELETE_DEADLINE_SECONDS", default=3600)
+DELTAWEB_POLL_BASE_SECONDS = env.float("DELTAWEB_POLL_BASE_SECONDS", default=1.0)
+DELTAWEB_POLL_MAX_SECONDS = env.float("DELTAWEB_POLL_MAX_SECONDS", default=30.0)
+# A worker owns an operation for this long per attempt; a killed worker's
+# claim expires and the reaper hands the operation to another.
+DELTAWEB_CLAIM_SECONDS = env.int("DELTAWEB_CLAIM_SECONDS", default=30)
+DELTAWEB_REAPER_GRACE_SECONDS = env.int("DELTAWEB_REAPER_GRACE_SECONDS", default=15)
+DELTAWEB_REAPER_TICK = env.float("DELTAWEB_REAPER_TICK", default=10.0)
+# After a create or delete the account is synced every FAST_SYNC_INTERVAL
+# seconds for FAST_SYNC_WINDOW seconds.
+DELTAWEB_FAST_SYNC_WINDOW = env.int("DELTAWEB_FAST_SYNC_WINDOW", default=600)
+DELTAWEB_FAST_SYNC_INTERVAL = env.int("DELTAWEB_FAST_SYNC_INTERVAL", default=30)
+DELTAWEB_IMAGE_DESCRIPTION_MAX_LENGTH = 1024
+CELERY_BEAT_SCHEDULE["reap-operations"] = {
+    "task": "images.tasks.operations_reap_task",
+    "schedule": DELTAWEB_REAPER_TICK,
+}

@@ -124,6 +124,7 @@ PROFILES: dict[str, BehaviourProfile] = {
 }
 
 _PROFILE_FIELDS = {f.name for f in fields(BehaviourProfile)}
+ID_STYLES = ("name", "ami", "uuid", "fgcp", "numeric", "instance")
 
 
 def build_profile(params: Mapping[str, Any]) -> BehaviourProfile:
@@ -133,11 +134,28 @@ def build_profile(params: Mapping[str, Any]) -> BehaviourProfile:
         raise InvalidParameter(
             f"Unknown mock profile '{preset}'; choose one of {', '.join(sorted(PROFILES))}"
         )
+    base = PROFILES[preset]
     overrides = {k: v for k, v in params.items() if k in _PROFILE_FIELDS}
+    for key, value in overrides.items():
+        # bool("false") is True: flags must be real JSON booleans.
+        if isinstance(getattr(base, key), bool) and not isinstance(value, bool):
+            raise InvalidParameter(f"Mock profile parameter '{key}' must be true or false")
+        if isinstance(getattr(base, key), str) and not isinstance(value, str):
+            raise InvalidParameter(f"Mock profile parameter '{key}' must be a string")
+    if overrides.get("id_style", base.id_style) not in ID_STYLES:
+        raise InvalidParameter(f"Mock profile parameter 'id_style' must be one of {', '.join(ID_STYLES)}")
     if "raw_states" in overrides:
-        overrides["raw_states"] = tuple(overrides["raw_states"])
+        states = overrides["raw_states"]
+        if (
+            not isinstance(states, list | tuple)
+            or len(states) != 3
+            or not all(isinstance(s, str) and s for s in states)
+            or len(set(states)) != 3
+        ):
+            raise InvalidParameter("raw_states must be three distinct names: pending, available, failed")
+        overrides["raw_states"] = tuple(states)
     try:
-        profile = replace(PROFILES[preset], **overrides)
+        profile = replace(base, **overrides)
         delay, rate = float(profile.create_delay), float(profile.failure_rate)
     except (TypeError, ValueError) as exc:
         raise InvalidParameter(f"Invalid mock profile parameter: {exc}") from exc
@@ -195,11 +213,13 @@ REALMS = (
     Realm("eu", "Europe", "AVAILABLE", ""),
 )
 # Deltacloud's error triggers: GET /api/realms/50x raises the matching error.
-REALM_TRIGGERS: dict[str, ProviderError] = {
-    "500": BackendError("DeltacloudErrorMessage"),
-    "501": NotSupported("NotImplementedMessage"),
-    "502": ProviderError("ProviderErrorMessage"),
-    "504": ProviderTimeout("ProviderTimeoutMessage"),
+# (class, message), not instances: re-raising one shared exception object
+# grows its traceback on every raise and keeps those frames alive.
+REALM_TRIGGERS: dict[str, tuple[type[ProviderError], str]] = {
+    "500": (BackendError, "DeltacloudErrorMessage"),
+    "501": (NotSupported, "NotImplementedMessage"),
+    "502": (ProviderError, "ProviderErrorMessage"),
+    "504": (ProviderTimeout, "ProviderTimeoutMessage"),
 }
 
 INSTANCE_ACTIONS = {"RUNNING": ("reboot", "stop"), "STOPPED": ("start", "destroy")}
@@ -300,6 +320,7 @@ class MockDriver(Driver):
             create_returns_id=self.profile.returns_id,
             honours_image_name=self.profile.honours_name,
             honours_image_description=self.profile.honours_description,
+            unique_image_names=self.profile.unique_names,
             create_instance=True,
             run_on_instance=True,
         )
@@ -322,7 +343,8 @@ class MockDriver(Driver):
     def get_realm(self, realm_id: str) -> Realm:
         self._check_credentials()
         if realm_id in REALM_TRIGGERS:
-            raise REALM_TRIGGERS[realm_id]
+            error, message = REALM_TRIGGERS[realm_id]
+            raise error(message)
         return super().get_realm(realm_id)
 
     # -- images --------------------------------------------------------------
@@ -330,6 +352,9 @@ class MockDriver(Driver):
     def _state(self, obj: Mapping[str, Any]) -> tuple[ImageState, str]:
         pending, available, failed = self.profile.raw_states
         stored = obj.get("state", available)
+        if stored not in (pending, available, failed):
+            # The seed fixtures store Deltacloud's names; say them in this profile's words.
+            stored = {"PENDING": pending, "AVAILABLE": available, "FAILED": failed}.get(stored, stored)
         if stored != pending or time.time() < obj.get("ready_at", 0):
             raw = stored
         else:
@@ -372,6 +397,10 @@ class MockDriver(Driver):
             obj = self.store.get("images", image_id)
         return self._image(obj) if obj and self._visible(obj) else None
 
+    def _creator_id(self) -> str:
+        """The owner create_image gives new images."""
+        return "root" if self.profile.legacy_create else MOCK_USER
+
     def _new_image_id(self, name: str, instance_id: str) -> str:
         style = self.profile.id_style
         if style == "name":
@@ -413,7 +442,7 @@ class MockDriver(Driver):
                 "id": image_id,
                 "name": name,
                 "description": description,
-                "owner_id": "root" if p.legacy_create else MOCK_USER,
+                "owner_id": self._creator_id(),
                 "architecture": "i386" if p.legacy_create else source.get("architecture", "x86_64"),
                 "root_type": inst.get("root_type", "transient") if p.ebs_only else "transient",
                 "instance_id": instance_id,
@@ -441,15 +470,14 @@ class MockDriver(Driver):
             if not self.store.delete("images", image_id):
                 raise NotFound(f"Image {image_id} not found")
 
-    def find_created_image(self, *, name: str, exclude_ids: frozenset[str]) -> ProviderImage | None:
+    def find_created_images(self, *, name: str, exclude_ids: frozenset[str]) -> list[ProviderImage]:
         # FGCP shows a new disk image once registration ends; match by name
         # and owner (the registrant) among ids that did not exist before.
-        images = [
+        return [
             i
             for i in self.list_images()
-            if i.name == name and i.owner_id == MOCK_USER and i.id not in exclude_ids
+            if i.name == name and i.owner_id == self._creator_id() and i.id not in exclude_ids
         ]
-        return images[0] if len(images) == 1 else None
 
     # -- instances -----------------------------------------------------------
 

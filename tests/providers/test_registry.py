@@ -1,0 +1,109 @@
+"""The driver registry: names to classes, imported lazily."""
+
+import sys
+
+import pytest
+
+from providers import registry
+from providers.base import Driver
+from providers.drivers.mock import MockDriver
+from providers.exceptions import DriverUnavailable, ProviderError
+from providers.registry import driver_names, get_driver
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    get_driver.cache_clear()
+    yield
+    get_driver.cache_clear()
+
+
+def test_mock_is_registered():
+    assert get_driver("mock") is MockDriver
+
+
+def test_driver_names_are_sorted(monkeypatch):
+    # given
+    monkeypatch.setitem(registry.DRIVERS, "zeta", "providers.drivers.zeta.ZetaDriver")
+    monkeypatch.setitem(registry.DRIVERS, "alpha", "providers.drivers.alpha.AlphaDriver")
+
+    # then
+    assert driver_names() == ["alpha", "mock", "zeta"]
+
+
+def test_every_registered_driver_is_a_driver_named_as_registered():
+    for name in driver_names():
+        try:
+            cls = get_driver(name)
+        except DriverUnavailable:
+            continue  # its client library is not installed here
+        assert issubclass(cls, Driver)
+        assert cls.name == name
+
+
+def test_get_driver_is_cached():
+    # when
+    first = get_driver("mock")
+    second = get_driver("mock")
+
+    # then
+    assert first is second
+    assert get_driver.cache_info().hits == 1
+    assert get_driver.cache_info().misses == 1
+
+
+@pytest.mark.parametrize("name", ["nope", "", "Mock", "MOCK", "mock "])
+def test_unknown_name_is_a_key_error(name):
+    with pytest.raises(KeyError):
+        get_driver(name)
+
+
+def test_registered_driver_with_a_missing_module_is_unavailable(monkeypatch):
+    # given
+    monkeypatch.setitem(registry.DRIVERS, "ghost", "providers.drivers.ghost_cloud.GhostDriver")
+
+    # when
+    with pytest.raises(DriverUnavailable) as excinfo:
+        get_driver("ghost")
+
+    # then
+    assert str(excinfo.value) == (
+        "Driver 'ghost' is not available: providers.drivers.ghost_cloud is not installed"
+    )
+    assert isinstance(excinfo.value.__cause__, ModuleNotFoundError)
+    assert "providers.drivers.ghost_cloud" not in sys.modules
+
+
+def test_registered_driver_whose_client_library_is_missing_is_unavailable(monkeypatch, tmp_path):
+    # given: the driver module exists but imports an SDK that is not installed
+    (tmp_path / "deltaweb_test_sdk_driver.py").write_text(
+        "import deltaweb_missing_sdk_xyz  # noqa: F401\n\nclass SdkDriver:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry.DRIVERS, "sdk", "deltaweb_test_sdk_driver.SdkDriver")
+
+    # when
+    with pytest.raises(DriverUnavailable) as excinfo:
+        get_driver("sdk")
+
+    # then
+    assert str(excinfo.value) == "Driver 'sdk' is not available: deltaweb_missing_sdk_xyz is not installed"
+    assert "deltaweb_test_sdk_driver" not in sys.modules
+
+
+def test_driver_unavailable_is_a_provider_error_that_is_not_retried():
+    assert issubclass(DriverUnavailable, ProviderError)
+    assert DriverUnavailable.retryable is False
+
+
+def test_a_failed_lookup_is_not_cached(monkeypatch):
+    # given: the module is missing at first
+    monkeypatch.setitem(registry.DRIVERS, "later", "providers.drivers.not_yet.LaterDriver")
+    with pytest.raises(DriverUnavailable):
+        get_driver("later")
+
+    # when: the operator fixes the registration
+    monkeypatch.setitem(registry.DRIVERS, "later", "providers.drivers.mock.MockDriver")
+
+    # then
+    assert get_driver("later") is MockDriver
