@@ -102,12 +102,16 @@ class CatalogMerge:
         previous_success: datetime | None,
         protect_sql: str = "",
         purge_tombstones: bool = False,
+        detach: tuple[str, str] | None = None,
     ) -> MergeResult:
         """Upsert changed rows and mark the unlisted ones missing.
 
         ``listed_before``: rows first seen after the listing started (created
         through the API meanwhile) are never marked missing. ``protect_sql``
         is an extra condition that keeps rows from being marked missing.
+        ``purge_tombstones`` deletes rows tombstoned through the API that the
+        provider no longer lists; ``detach`` (table, column) names a nullable
+        foreign key to clear first, as Django's SET_NULL would.
         """
         ops = connection.ops
         now_db = ops.adapt_datetimefield_value(now)
@@ -140,8 +144,8 @@ class CatalogMerge:
             f"(SELECT 1 FROM {self.stage} s WHERE s.external_id = {t}.external_id)"
         )
         # Rows deleted through the API go for good once the provider stops listing them.
-        purge = (
-            f"DELETE FROM {t} WHERE account_id = %s AND deleted_at IS NOT NULL {protect_sql} "
+        doomed = (
+            f"SELECT id FROM {t} WHERE account_id = %s AND deleted_at IS NOT NULL {protect_sql} "
             f"AND NOT EXISTS (SELECT 1 FROM {self.stage} s WHERE s.external_id = {t}.external_id)"
         )
         count_sql = f"SELECT COUNT(*) FROM {t} WHERE account_id = %s"
@@ -154,7 +158,12 @@ class CatalogMerge:
             created = cursor.fetchone()[0] - before
             missing = 0
             if purge_tombstones:
-                cursor.execute(purge, [account_id])
+                if detach:
+                    table, column = detach
+                    cursor.execute(
+                        f"UPDATE {table} SET {column} = NULL WHERE {column} IN ({doomed})", [account_id]
+                    )
+                cursor.execute(f"DELETE FROM {t} WHERE id IN ({doomed})", [account_id])
                 missing += max(cursor.rowcount, 0)
             cursor.execute(mark_missing, [now_db, seen_db, account_id, before_db])
             missing += max(cursor.rowcount, 0)

@@ -20,7 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from images.catalog import CatalogMerge, MergeResult
-from images.models import Image, Instance, ProviderAccount
+from images.models import Image, Instance, Operation, ProviderAccount
 from providers.base import Capabilities, Driver, ProviderImage, ProviderInstance, Realm
 from providers.exceptions import AuthFailure, NotSupported, ProviderError
 from providers.registry import DRIVERS, get_driver
@@ -317,6 +317,7 @@ def catalog_sync(*, account: ProviderAccount) -> SyncResult:
     token = _acquire_sync_lock(account)
     if token is None:
         raise SyncInProgress(f"A sync of {account.name} is already running")
+    account.refresh_from_db()
     started = timezone.now()
     t0 = time.monotonic()
     ProviderAccount.objects.filter(pk=account.pk).update(last_sync_started_at=started, sync_requested_at=None)
@@ -339,6 +340,7 @@ def catalog_sync(*, account: ProviderAccount) -> SyncResult:
             previous_success=previous_success,
             protect_sql=IMAGE_PROTECT_SQL,
             purge_tombstones=True,
+            detach=(Operation._meta.db_table, "image_id"),
         )
         instances = None
         if instance_merge is not None:
@@ -362,7 +364,7 @@ def catalog_sync(*, account: ProviderAccount) -> SyncResult:
         last_sync_error="",
         consecutive_failures=0,
         needs_attention=False,
-        next_sync_at=now + timedelta(seconds=account.sync_interval),
+        next_sync_at=now + timedelta(seconds=_sync_interval(account, now)),
         catalog_version=F("catalog_version") + (1 if changed or identity != account.owner_identity else 0),
     )
     account.refresh_from_db()
@@ -376,6 +378,13 @@ def catalog_sync(*, account: ProviderAccount) -> SyncResult:
         duration,
     )
     return SyncResult(images=images, instances=instances, duration=duration)
+
+
+def _sync_interval(account: ProviderAccount, now) -> int:
+    """Faster for a while after a create or delete, so the catalog catches up."""
+    if account.fast_sync_until and account.fast_sync_until > now:
+        return min(account.sync_interval, settings.DELTAWEB_FAST_SYNC_INTERVAL)
+    return account.sync_interval
 
 
 def _record_sync_failure(account: ProviderAccount, exc: ProviderError, duration: float) -> None:

@@ -1,4 +1,10 @@
-"""Celery tasks: load rows by id, call one service, decide about retrying."""
+"""Celery tasks: load rows by id, call one service, decide about retrying.
+
+Every task is idempotent and safe to deliver twice: operations are claimed
+in the database before any provider call (``operations.operation_claim``).
+Retries are new tasks with short countdowns scheduled by the services, never
+sleeps inside a task, and the beat reaper re-enqueues whatever was lost.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,8 @@ from celery import shared_task
 from django.db.models import Q
 from django.utils import timezone
 
-from images import services
-from images.models import ProviderAccount
+from images import operations, services
+from images.models import Operation, ProviderAccount
 from providers.exceptions import ProviderError
 
 logger = logging.getLogger(__name__)
@@ -39,3 +45,39 @@ def sync_due_accounts_task() -> None:
     for account_id in due.values_list("pk", flat=True):
         if services.sync_request(account_id=account_id):
             catalog_sync_task.delay(account_id)
+
+
+def _run(operation_id: int, run) -> None:
+    op = operations.operation_claim(operation_id=operation_id)
+    if op is None:
+        return  # finished, not due yet, or another worker has it
+    run(op=op)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def image_create_task(operation_id: int) -> None:
+    """The provider call of a create that returns no id (then polling)."""
+    _run(operation_id, operations.image_create_run)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def image_poll_task(operation_id: int) -> None:
+    """One look at a pending image; schedules the next look itself."""
+
+    def run(*, op: Operation) -> None:
+        if op.status in (Operation.Status.QUEUED, Operation.Status.CALLING):
+            operations.image_create_run(op=op)
+        else:
+            operations.image_poll_run(op=op)
+
+    _run(operation_id, run)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def image_delete_task(operation_id: int) -> None:
+    _run(operation_id, operations.image_delete_run)
+
+
+@shared_task(ignore_result=True)
+def operations_reap_task() -> None:
+    operations.operations_reap()

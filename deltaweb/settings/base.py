@@ -111,6 +111,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.JSONParser",
     ],
     "EXCEPTION_HANDLER": "images.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,

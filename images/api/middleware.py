@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def _split_matrix(segment: str) -> tuple[str, dict[str, str]]:
@@ -42,16 +45,28 @@ class DeltacloudMiddleware:
         if not is_api_path(request.path_info):
             return self.get_response(request)
         self._prepare(request)
-        response = self.get_response(request)
+        if request.method not in SAFE_METHODS and not self._same_origin(request):
+            # Browsers keep Basic credentials: a page elsewhere must not be able
+            # to make them POST or DELETE here. API clients send no Origin.
+            response = HttpResponse("Cross-origin request refused", status=403, content_type="text/plain")
+        else:
+            response = self.get_response(request)
         return self._finish(request, response)
+
+    @staticmethod
+    def _same_origin(request: HttpRequest) -> bool:
+        origin = request.headers.get("Origin")
+        return origin is None or urlsplit(origin).netloc == request.get_host()
 
     def _prepare(self, request: HttpRequest) -> None:
         segments = request.path_info.split("/")
         root, api_matrix = _split_matrix(segments[1])
         segments[1] = root
         matrix: dict[str, str] = {}
-        if len(segments) == 3 and ";" in segments[2]:
-            segments[2], matrix = _split_matrix(segments[2])
+        # /api/<collection>;k=v and /api/instances/<id>/<action>;k=v (the
+        # advertised `run;id=...` link); never the member id segment itself.
+        if len(segments) in (3, 5) and ";" in segments[-1]:
+            segments[-1], matrix = _split_matrix(segments[-1])
         request.path_info = "/".join(segments)
         request.dc_matrix = matrix
 

@@ -12,10 +12,11 @@ from collections.abc import Callable, Hashable
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseRedirect
 from rest_framework import viewsets
-from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
+from rest_framework.decorators import action
+from rest_framework.exceptions import AuthenticationFailed, NotAcceptable, NotAuthenticated
 from rest_framework.permissions import AllowAny, IsAuthenticated
 
-from images import selectors, services
+from images import operations, selectors, services
 from images.api import html
 from images.api import serializers as s
 from images.api.context import ApiContext, build_context
@@ -119,6 +120,25 @@ class DeltacloudViewSet(viewsets.ViewSet):
             *parts,
         )
 
+    def param(self, name: str) -> str | None:
+        """A request parameter: body (form, multipart or JSON), then query
+        string, then matrix parameters on the collection (the advertised
+        ``/api/images;instance_id=X`` links)."""
+        for source in (self.request.data, self.request.query_params, self.request._request.dc_matrix):
+            if hasattr(source, "getlist") and name in source:
+                return source.getlist(name)[-1]
+            if name in source:
+                value = source[name]
+                if value is not None and not isinstance(value, str):
+                    raise ApiError(400, f"Parameter '{name}' must be a string")
+                return value
+        return None
+
+    def created(self, location: str, body: bytes) -> HttpResponse:
+        response = self.respond(None, lambda: body, status=201)
+        response["Location"] = location
+        return response
+
     def freshness(self) -> dict[str, str]:
         synced = self.ctx.account.last_sync_succeeded_at
         return {"X-Deltaweb-Synced-At": synced.isoformat() if synced else "never"}
@@ -210,15 +230,61 @@ class ImageViewSet(DeltacloudViewSet):
         account = self.ctx.account
         caps = services.capabilities(account=account)
 
+        real_id = operations.image_resolve_alias(account=account, external_id=id)
+        headers = self.freshness()
+        if real_id is not None:
+            # The provisional id of a create keeps working: it shows the real image.
+            headers["Content-Location"] = self.urls.member("images", real_id)
+
         def render() -> bytes:
-            row = selectors.image_row(account=account, external_id=id)
+            wanted = real_id or id
+            row = selectors.image_row(account=account, external_id=wanted)
             if row is None:
-                if services.image_lookup(account=account, external_id=id) is None:
+                if services.image_lookup(account=account, external_id=wanted) is None:
                     raise ApiError(404)
-                row = selectors.image_row(account=account, external_id=id)
+                row = selectors.image_row(account=account, external_id=wanted)
             return self._render_image(row, caps)
 
-        return self.respond(self.cache_key(id, caps.destroy_image), render, headers=self.freshness())
+        return self.respond(self.cache_key(id, caps.destroy_image), render, headers=headers)
+
+    def create(self, request):
+        account = self.ctx.account
+        image, _ = operations.image_create(
+            account=account,
+            user=request.user,
+            instance_id=self.param("instance_id") or "",
+            name=self.param("name") or None,
+            description=self.param("description"),
+        )
+        row = selectors.image_row(account=account, external_id=image.external_id)
+        body = self._render_image(row, services.capabilities(account=account))
+        return self.created(self.urls.member("images", image.external_id), body)
+
+    def destroy(self, request, id=None):
+        operations.image_delete(account=self.ctx.account, user=request.user, external_id=id)
+        if self.fmt == "html":
+            return HttpResponseRedirect(self.urls.collection("images"))
+        response = HttpResponse(status=204)
+        del response["Content-Type"]
+        return response
+
+    @action(detail=False, url_path="new", methods=["get"])
+    def new(self, request):
+        """The browser form for creating an image from an instance."""
+        instance_id = request.query_params.get("instance_id")
+        if self.fmt != "html":
+            raise NotAcceptable()
+        if not instance_id:
+            raise ApiError(404)
+        body = self.page(
+            "form.html",
+            "Create new image",
+            action=self.urls.collection("images"),
+            hidden=[("instance_id", instance_id)],
+            inputs=[("name", "Name"), ("description", "Description")],
+            submit="Create image",
+        )
+        return self.respond(None, lambda: body)
 
     def _render_image(self, row: s.ImageRow, caps) -> bytes:
         if self.fmt == "json":
@@ -307,6 +373,106 @@ class InstanceViewSet(DeltacloudViewSet):
             return self._render_instance(row, opts)
 
         return self.respond(self.cache_key(id, opts), render, headers=self.freshness())
+
+    def create(self, request):
+        """``POST /api/instances`` (the ``create_instance`` link of every image)."""
+        options = {}
+        for key in ("name", "realm_id", "hwp_id", "keyname", "hwp_cpu", "hwp_memory", "hwp_storage"):
+            value = self.param(key)
+            if value:
+                options[key] = value
+        instance = operations.instance_create(
+            account=self.ctx.account, image_id=self.param("image_id") or "", options=options
+        )
+        return self.created(
+            self.urls.member("instances", instance.external_id), self._instance_body(instance.external_id)
+        )
+
+    def _instance_body(self, external_id: str) -> bytes:
+        row = selectors.instance_row(account=self.ctx.account, external_id=external_id)
+        return self._render_instance(row, self.options())
+
+    def _act(self, id, action_name):
+        self._require_action(id, action_name)
+        operations.instance_action(account=self.ctx.account, external_id=id, action=action_name)
+        return self.respond(None, lambda: self._instance_body(id), status=202)
+
+    def _require_action(self, id, action_name):
+        row = selectors.instance_row(account=self.ctx.account, external_id=id)
+        if row is None:
+            row_model = services.instance_lookup(account=self.ctx.account, external_id=id)
+            if row_model is None:
+                raise ApiError(404, f"Instance {id} not found")
+            row = selectors.instance_row(account=self.ctx.account, external_id=id)
+        if action_name not in row.actions:
+            # Deltacloud: an action the instance's state does not allow is a 405.
+            raise ApiError(405, f"Instance {id} cannot {action_name} while {row.state}")
+
+    @action(detail=True, methods=["post"])
+    def start(self, request, id=None):
+        return self._act(id, "start")
+
+    @action(detail=True, methods=["post"])
+    def stop(self, request, id=None):
+        return self._act(id, "stop")
+
+    @action(detail=True, methods=["post"])
+    def reboot(self, request, id=None):
+        return self._act(id, "reboot")
+
+    def destroy(self, request, id=None):
+        self._require_action(id, "destroy")
+        operations.instance_destroy(account=self.ctx.account, external_id=id)
+        if self.fmt == "html":
+            return HttpResponseRedirect(self.urls.collection("instances"))
+        response = HttpResponse(status=204)
+        del response["Content-Type"]
+        return response
+
+    @action(detail=True, methods=["post"], url_path="run")
+    def run(self, request, id=None):
+        result = operations.instance_run(
+            account=self.ctx.account, external_id=id, command=self.param("cmd") or ""
+        )
+        if self.fmt == "json":
+            body = s.dump_json(
+                {
+                    "instance": {
+                        "id": id,
+                        "href": self.urls.member("instances", id),
+                        "public_address": result.public_address,
+                        "command": result.command,
+                        "output": result.output,
+                    }
+                }
+            )
+        elif self.fmt == "html":
+            body = self.page(
+                "member.html",
+                f"Run on {id}",
+                fields=[("Command", result.command, None), ("Output", result.output, None)],
+            )
+        else:
+            body = s.run_xml(id, self.urls, result.public_address, result.command, result.output)
+        return self.respond(None, lambda: body)
+
+    @action(detail=False, url_path="new", methods=["get"])
+    def new(self, request):
+        """The browser form for launching an instance from an image."""
+        image_id = request.query_params.get("image_id")
+        if self.fmt != "html":
+            raise NotAcceptable()
+        if not image_id:
+            raise ApiError(404)
+        body = self.page(
+            "form.html",
+            "Launch instance",
+            action=self.urls.collection("instances"),
+            hidden=[("image_id", image_id)],
+            inputs=[("name", "Name"), ("hwp_id", "Hardware profile"), ("realm_id", "Realm")],
+            submit="Launch",
+        )
+        return self.respond(None, lambda: body)
 
     def _render_instance(self, row: s.InstanceRow, opts: s.InstanceOptions) -> bytes:
         if self.fmt == "json":

@@ -50,6 +50,7 @@ from providers.exceptions import (
     NotSupported,
     ProviderError,
     ProviderTimeout,
+    Unavailable,
 )
 
 SEED_FILE = Path(__file__).with_name("mock_data.json")
@@ -80,6 +81,13 @@ class BehaviourProfile:
     raw_states: tuple[str, str, str] = ("PENDING", "AVAILABLE", "FAILED")
     # Deltacloud's mock stored created images as owner root, arch i386.
     legacy_create: bool = False
+    # RHEV-M refuses to delete a template some VM was made from.
+    refuse_delete_in_use: bool = False
+    # Listing faults, for sync tests: images per page, a delay per page, and
+    # a provider error after this many pages (-1: never).
+    page_size: int = 1000
+    list_delay: float = 0.0
+    list_fault_after_pages: int = -1
 
 
 PROFILES: dict[str, BehaviourProfile] = {
@@ -103,7 +111,11 @@ PROFILES: dict[str, BehaviourProfile] = {
         raw_states=("QUEUED", "ACTIVE", "FAILED"),
     ),
     "rhevm": BehaviourProfile(
-        create_delay=5, stopped_only=True, id_style="uuid", raw_states=("LOCKED", "OK", "ILLEGAL")
+        create_delay=5,
+        stopped_only=True,
+        refuse_delete_in_use=True,
+        id_style="uuid",
+        raw_states=("LOCKED", "OK", "ILLEGAL"),
     ),
     "vsphere": BehaviourProfile(
         stopped_only=True,
@@ -157,11 +169,22 @@ def build_profile(params: Mapping[str, Any]) -> BehaviourProfile:
     try:
         profile = replace(base, **overrides)
         delay, rate = float(profile.create_delay), float(profile.failure_rate)
+        list_delay, page_size = float(profile.list_delay), int(profile.page_size)
+        fault_after = int(profile.list_fault_after_pages)
     except (TypeError, ValueError) as exc:
         raise InvalidParameter(f"Invalid mock profile parameter: {exc}") from exc
-    if delay < 0 or not 0 <= rate <= 1:
-        raise InvalidParameter("create_delay must be >= 0 and failure_rate within 0..1")
-    return replace(profile, create_delay=delay, failure_rate=rate)
+    if not (delay >= 0 and 0 <= rate <= 1 and list_delay >= 0 and page_size >= 1):
+        raise InvalidParameter(
+            "create_delay and list_delay must be >= 0, failure_rate within 0..1, page_size >= 1"
+        )
+    return replace(
+        profile,
+        create_delay=delay,
+        failure_rate=rate,
+        list_delay=list_delay,
+        page_size=page_size,
+        list_fault_after_pages=fault_after,
+    )
 
 
 def _prop(name: str, unit: str, value: Any) -> HardwareProperty:
@@ -389,7 +412,13 @@ class MockDriver(Driver):
         self._check_credentials()
         with self.store.locked():
             objs = [o for o in self.store.all("images") if self._visible(o)]
-        yield [self._image(o) for o in objs]
+        p = self.profile
+        for number, start in enumerate(range(0, max(len(objs), 1), p.page_size)):
+            if number == p.list_fault_after_pages:
+                raise Unavailable(f"The mock provider failed after {number} page(s) of images")
+            if p.list_delay:
+                time.sleep(p.list_delay)
+            yield [self._image(o) for o in objs[start : start + p.page_size]]
 
     def get_image(self, image_id: str) -> ProviderImage | None:
         self._check_credentials()
@@ -467,6 +496,18 @@ class MockDriver(Driver):
     def destroy_image(self, image_id: str) -> None:
         self._check_credentials()
         with self.store.locked():
+            if self.profile.refuse_delete_in_use:
+                users = sorted(
+                    i.get("name") or i["id"]
+                    for i in self.store.all("instances")
+                    if i.get("image_id") == image_id
+                )
+                if users:
+                    raise Conflict(
+                        "Cannot delete Template. Template is being used by the following VMs: "
+                        + ",".join(users)
+                        + "."
+                    )
             if not self.store.delete("images", image_id):
                 raise NotFound(f"Image {image_id} not found")
 
