@@ -257,7 +257,7 @@ def operation_claim(*, operation_id: int) -> Operation | None:
     now = timezone.now()
     claimed = (
         Operation.objects.filter(pk=operation_id, status__in=Operation.ACTIVE)
-        .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now + timedelta(seconds=1)))
+        .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now + timedelta(seconds=0.5)))
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .update(claimed_until=now + timedelta(seconds=settings.DELTAWEB_CLAIM_SECONDS))
     )
@@ -323,9 +323,10 @@ def _finish(op: Operation, status: str, reason: str = "") -> None:
 def image_create_run(*, op: Operation) -> None:
     """The provider call of a create that returned no id, then the first poll."""
     driver = build_driver(account=op.account)
-    if op.status == OP.CALLING:
-        # A previous attempt died during the call: it may have reached the
-        # provider, so look for the image instead of creating a second one.
+    if op.status != OP.QUEUED:
+        # CALLING: a previous attempt died during the call, which may have
+        # reached the provider; POLLING: the call happened. Either way look
+        # for the image, never create a second one.
         _save(op, status=OP.POLLING)
         image_poll_run(op=op)
         return

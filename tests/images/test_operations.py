@@ -442,3 +442,20 @@ def test_after_a_create_the_account_syncs_sooner(
     services.catalog_sync(account=account)
     account.refresh_from_db()
     assert account.next_sync_at <= timezone.now() + timedelta(seconds=settings.DELTAWEB_FAST_SYNC_INTERVAL)
+
+
+def test_a_duplicate_create_task_after_the_call_only_polls(
+    auth_client, api_user, enqueued, django_capture_on_commit_callbacks
+):
+    account = account_with(api_user, profile="fgcp", create_delay=5)
+    driver = services.build_driver(account=account)
+    driver.instance_action("inst1", "stop")
+    post(auth_client, django_capture_on_commit_callbacks, instance_id="inst1", name="dup")
+    op = Operation.objects.get()
+    tasks.image_create_task(op.pk)  # the call happens: POLLING now
+    Operation.objects.filter(pk=op.pk).update(next_poll_at=timezone.now())
+    tasks.image_create_task(op.pk)  # a duplicate delivered when the poll is due
+    op.refresh_from_db()
+    assert op.status == OP.POLLING and op.attempts == 2
+    on_disk = [p for p in (driver.store.root / "images").glob("*.json")]
+    assert len(on_disk) == 4  # the seed images and exactly one new one
