@@ -7,8 +7,8 @@ import json
 from django import forms
 from django.contrib import admin, messages
 
-from images import services
-from images.models import Image, Instance, ProviderAccount
+from images import operations, services
+from images.models import Image, Instance, Operation, ProviderAccount
 from images.tasks import catalog_sync_task
 
 
@@ -93,6 +93,19 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         self.message_user(request, f"{queued} sync(s) queued; running ones were merged.", messages.SUCCESS)
 
 
+class OperationInline(admin.TabularInline):
+    model = Operation
+    fk_name = "image"
+    extra = 0
+    can_delete = False
+    fields = ("kind", "status", "attempts", "last_error", "created_at", "finished_at")
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
     list_display = (
@@ -105,6 +118,7 @@ class ImageAdmin(admin.ModelAdmin):
         "status",
         "first_seen",
         "missing_since",
+        "deleted_at",
     )
     list_filter = (
         "account",
@@ -112,7 +126,9 @@ class ImageAdmin(admin.ModelAdmin):
         "architecture",
         "root_type",
         ("missing_since", admin.EmptyFieldListFilter),
+        ("deleted_at", admin.EmptyFieldListFilter),
     )
+    inlines = [OperationInline]
     search_fields = ("external_id", "name", "description", "owner_id")
     list_select_related = ("account",)
     readonly_fields = [f.name for f in Image._meta.fields]
@@ -134,3 +150,39 @@ class InstanceAdmin(admin.ModelAdmin):
     search_fields = ("external_id", "name", "image_id")
     list_select_related = ("account",)
     readonly_fields = [f.name for f in Instance._meta.fields]
+
+
+@admin.register(Operation)
+class OperationAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "kind",
+        "status",
+        "account",
+        "external_id",
+        "provisional_id",
+        "name",
+        "attempts",
+        "next_poll_at",
+        "deadline",
+        "short_error",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("status", "kind", "account")
+    search_fields = ("external_id", "provisional_id", "name", "instance_id", "last_error")
+    list_select_related = ("account",)
+    readonly_fields = [f.name for f in Operation._meta.fields]
+    actions = ["poll_now"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="Last error")
+    def short_error(self, obj):
+        return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
+
+    @admin.action(description="Run the next step now")
+    def poll_now(self, request, queryset):
+        count = operations.operations_poll_now(operation_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"{count} active operation(s) queued.", messages.SUCCESS)
