@@ -10,6 +10,7 @@ makes the remembered entry useless at once, in every process.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 
@@ -33,6 +34,18 @@ def _fingerprint(user) -> str:
     return _mac("pwhash", str(user.pk), user.password)[:32]
 
 
+@functools.cache
+def _user_sql() -> str:
+    meta = get_user_model()._meta
+    return f"SELECT * FROM {meta.db_table} WHERE {meta.pk.column} = %s"
+
+
+def _load_user(pk):
+    """The user row, fresh (its password hash decides), without ORM query building."""
+    found = list(get_user_model()._default_manager.raw(_user_sql(), [pk]))
+    return found[0] if found else None
+
+
 class CachedBasicAuthentication(BasicAuthentication):
     """DRF Basic auth whose successful checks are remembered briefly."""
 
@@ -40,9 +53,8 @@ class CachedBasicAuthentication(BasicAuthentication):
         key = _cache_key(userid, password)
         remembered = cache.get(key)
         if remembered is not None:
-            user_model = get_user_model()
-            user = user_model._default_manager.filter(pk=remembered[0], is_active=True).first()
-            if user is not None and hmac.compare_digest(_fingerprint(user), remembered[1]):
+            user = _load_user(remembered[0])
+            if user is not None and user.is_active and hmac.compare_digest(_fingerprint(user), remembered[1]):
                 return user, None
             cache.delete(key)
         user = authenticate(request=request, username=userid, password=password)
