@@ -78,3 +78,17 @@ def client():
 def auth_client(client, api_user):
     client.credentials(HTTP_AUTHORIZATION=basic())
     return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_run_files():
+    """Remove this run's broker spool when the session ends."""
+    yield
+    from django.conf import settings
+
+    folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("data_folder_in")
+    if folder and settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        import shutil
+        from pathlib import Path
+
+        shutil.rmtree(Path(folder).parent, ignore_errors=True)

@@ -4,6 +4,7 @@ Integration tests start real worker processes: they share a file database
 (not SQLite's in-memory default) and a broker folder of their own.
 """
 
+import os
 from pathlib import Path
 
 from deltaweb.settings.base import *
@@ -22,6 +23,12 @@ DELTAWEB_DEMO_SEED_ALLOWED = True
 DELTAWEB_HOSTNAME = "testhost"
 DELTAWEB_MOCK_STORAGE = Path(env("DELTAWEB_MOCK_STORAGE", default=str(DATA_DIR / "test-mock")))
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://deltaweb-test")}
+# One test run's files; worker processes of the run get the same id, and a
+# second run in the same checkout gets its own.
+TEST_RUN = env("DELTAWEB_TEST_RUN", default=str(os.getpid()))
+os.environ["DELTAWEB_TEST_RUN"] = TEST_RUN
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
-CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL, DATA_DIR / "test-broker")
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-db-{TEST_RUN}.sqlite3")}
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(
+    CELERY_BROKER_URL, DATA_DIR / f"test-broker-{TEST_RUN}"
+)
