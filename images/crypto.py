@@ -24,6 +24,10 @@ def _current() -> Fernet:
     return _fernet(settings.SECRET_KEY)
 
 
+class CredentialsUnreadable(ImproperlyConfigured):
+    """The stored credentials were encrypted with another key."""
+
+
 def encrypt_json(value: dict[str, str]) -> str:
     return _current().encrypt(json.dumps(value, sort_keys=True).encode()).decode()
 
@@ -33,7 +37,7 @@ def decrypt_json(token: str) -> dict[str, str]:
         return json.loads(_current().decrypt(token.encode()))
     except InvalidToken as exc:
         # Never include the token: it is the secret.
-        raise ImproperlyConfigured(
+        raise CredentialsUnreadable(
             "Stored provider credentials cannot be decrypted: SECRET_KEY or "
             "DELTAWEB_CREDENTIALS_KEY changed since they were saved"
         ) from exc

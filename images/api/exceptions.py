@@ -15,6 +15,7 @@ from django.http.multipartparser import MultiPartParserError
 from rest_framework import exceptions as drf
 
 from images.api import serializers as s
+from images.crypto import CredentialsUnreadable
 from images.api.negotiation import choose_format
 from images.api.renderers import CONTENT_TYPES
 from images.services import NoAccount, UnknownDriver
@@ -89,6 +90,9 @@ def _status_and_message(exc: Exception, request) -> tuple[int, str] | None:
         return status, message
     if isinstance(exc, UnknownDriver):
         return 400, str(exc)
+    if isinstance(exc, CredentialsUnreadable):
+        logger.error("%s", exc)
+        return 500, str(exc)
     if isinstance(exc, NoAccount):
         return 403, str(exc)
     if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):

@@ -79,6 +79,13 @@ class DeltacloudViewSet(viewsets.ViewSet):
         self.ctx = build_context(request, needs_account=self.needs_account)
         request._request.dc_context = self.ctx
 
+    def options(self, request, *args, **kwargs):
+        """``OPTIONS``: the methods this resource allows, in ``Allow``, no body."""
+        response = HttpResponse(status=200)
+        del response["Content-Type"]
+        response["Allow"] = ", ".join(self.allowed_methods)
+        return response
+
     @property
     def fmt(self) -> str:
         return self.request.accepted_renderer.format

@@ -93,3 +93,15 @@ def test_failed_attempts_are_not_remembered(client, synced_account, verification
     for _ in range(2):
         assert client.get("/api/images", HTTP_AUTHORIZATION=basic("mockuser", "nope")).status_code == 401
     assert len(verifications) == 2
+
+
+def test_credentials_encrypted_with_another_key_give_a_clear_500(client, synced_account, settings):
+    from images import crypto, services
+
+    services._drivers.clear()
+    settings.SECRET_KEY = "another-secret-key-" * 3
+    crypto._fernet.cache_clear()
+    response = client.get("/api/images?format=json", HTTP_AUTHORIZATION=basic())
+    crypto._fernet.cache_clear()
+    assert response.status_code == 500
+    assert response.json()["message"].startswith("Stored provider credentials cannot be decrypted")

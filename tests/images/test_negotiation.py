@@ -117,3 +117,23 @@ def test_html_pages_are_readable(auth_client, synced_account):
         assert response["X-Frame-Options"] == "SAMEORIGIN"
     page = auth_client.get("/api/images/img1", HTTP_ACCEPT="text/html").content.decode()
     assert "Fedora 10" in page and "m1-xlarge" in page and 'name="_method" value="delete"' in page
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [("/api/images", {"GET", "POST", "HEAD", "OPTIONS"}),
+     ("/api/images/img1", {"GET", "DELETE", "HEAD", "OPTIONS"}),
+     ("/api", {"GET", "POST", "HEAD", "OPTIONS"})],
+)
+def test_options_lists_the_allowed_methods(auth_client, synced_account, path, allowed):
+    response = auth_client.options(path)
+    assert response.status_code == 200
+    assert set(response["Allow"].split(", ")) == allowed
+    assert response.content == b""
+
+
+def test_unsupported_method_is_405_with_allow(auth_client, synced_account):
+    response = auth_client.put("/api/images/img1", HTTP_ACCEPT="application/xml")
+    assert response.status_code == 405
+    assert set(response["Allow"].split(", ")) == {"GET", "DELETE", "HEAD", "OPTIONS"}
+    assert b"<message><![CDATA[Method Not Allowed]]></message>" in response.content
