@@ -13,6 +13,7 @@ from providers.base import Driver
 from providers.exceptions import DriverUnavailable
 
 DRIVERS: dict[str, str] = {
+    "ec2": "providers.drivers.ec2.EC2Driver",
     "mock": "providers.drivers.mock.MockDriver",
 }
 

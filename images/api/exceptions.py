@@ -15,9 +15,9 @@ from django.http.multipartparser import MultiPartParserError
 from rest_framework import exceptions as drf
 
 from images.api import serializers as s
-from images.crypto import CredentialsUnreadable
 from images.api.negotiation import choose_format
 from images.api.renderers import CONTENT_TYPES
+from images.crypto import CredentialsUnreadable
 from images.services import NoAccount, UnknownDriver
 from providers import exceptions as pe
 

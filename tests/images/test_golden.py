@@ -159,3 +159,9 @@ def test_error_502_provider_error(client, synced_account):
     response = get(client, "/api/realms/502", "json")
     assert response.status_code == 502
     assert response.content.decode() == golden("error_502_provider_error.json")
+
+
+def test_release_1_0_5_image_xml_differs_only_by_root_type(client, synced_account):
+    """1.0.x clients parse the same image elements in the same order; 1.1.1 added root_type."""
+    ours = get(client, "/api/images/img1", "xml").content.decode()
+    assert ours.replace("  <root_type>transient</root_type>\n", "") == golden("v1.0.5_image_show_img1.xml")

@@ -121,9 +121,11 @@ def test_html_pages_are_readable(auth_client, synced_account):
 
 @pytest.mark.parametrize(
     ("path", "allowed"),
-    [("/api/images", {"GET", "POST", "HEAD", "OPTIONS"}),
-     ("/api/images/img1", {"GET", "DELETE", "HEAD", "OPTIONS"}),
-     ("/api", {"GET", "POST", "HEAD", "OPTIONS"})],
+    [
+        ("/api/images", {"GET", "POST", "HEAD", "OPTIONS"}),
+        ("/api/images/img1", {"GET", "DELETE", "HEAD", "OPTIONS"}),
+        ("/api", {"GET", "POST", "HEAD", "OPTIONS"}),
+    ],
 )
 def test_options_lists_the_allowed_methods(auth_client, synced_account, path, allowed):
     response = auth_client.options(path)

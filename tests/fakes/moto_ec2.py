@@ -1,0 +1,79 @@
+"""moto, taught the EC2 behaviour deltaweb relies on and moto 5.2 lacks.
+
+* DescribeImages pages with MaxResults/NextToken, as real EC2 does (moto
+  returns everything in one response);
+* CreateImage refuses a name the account already uses (InvalidAMIName.Duplicate).
+
+``python -m tests.fakes.moto_ec2 PORT`` serves this moto on 127.0.0.1 for
+the end-to-end test and the benchmark (set MOTO_AMIS_PATH for a big catalog).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+from moto.core.responses import ActionResult
+from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.models.amis import AmiBackend
+from moto.ec2.responses.amis import AmisResponse
+
+ORIGINAL_DESCRIBE = AmisResponse.describe_images
+ORIGINAL_CREATE = AmiBackend.create_image
+
+
+def paged_describe_images(self: AmisResponse) -> ActionResult:
+    images = self.ec2_backend.describe_images(
+        ami_ids=self._get_param("ImageIds", []),
+        filters=self._filters_from_querystring(),
+        exec_users=self._get_param("ExecutableUsers", []),
+        owners=self._get_param("Owners", []),
+    )
+    start = int(self._get_param("NextToken") or 0)
+    size = int(self._get_param("MaxResults") or 0) or max(len(images), 1)
+    result: dict[str, object] = {"Images": images[start : start + size]}
+    if start + size < len(images):
+        result["NextToken"] = str(start + size)
+    return ActionResult(result)
+
+
+def unique_names(original: Callable) -> Callable:
+    def create_image(self, instance_id, name, description, tag_specifications):
+        owner = self.get_instance(instance_id).owner_id if hasattr(self, "get_instance") else None
+        taken = next(
+            (a for a in self.amis.values() if a.name == name and (owner is None or a.owner_id == owner)),
+            None,
+        )
+        if taken is not None:
+            raise EC2ClientError(
+                "InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI {taken.id}"
+            )
+        return original(self, instance_id, name, description, tag_specifications)
+
+    return create_image
+
+
+def apply(monkeypatch=None) -> None:
+    """Patch moto in this process (through pytest's monkeypatch when given)."""
+    setter = monkeypatch.setattr if monkeypatch is not None else setattr
+    setter(AmisResponse, "describe_images", paged_describe_images)
+    setter(AmiBackend, "create_image", unique_names(ORIGINAL_CREATE))
+
+
+def serve(port: int) -> None:
+    from moto.server import ThreadedMotoServer
+
+    apply()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    print(f"moto listening on 127.0.0.1:{port}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
