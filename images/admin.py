@@ -74,6 +74,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         "last_sync_duration",
         "consecutive_failures",
         "needs_attention",
+        "attention_reason",
         "next_sync_at",
         "fast_sync_until",
     )

@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from images import crypto
 from providers.base import ImageState
-from providers.registry import DRIVERS, driver_names
+from providers.exceptions import InvalidParameter, ProviderError
+from providers.registry import DRIVERS, driver_names, get_driver
 
 
 def _driver_choices() -> list[tuple[str, str]]:
@@ -60,6 +61,7 @@ class ProviderAccount(models.Model):
         editable=False,
         help_text="Set after repeated sync failures or rejected credentials.",
     )
+    attention_reason = models.TextField(blank=True, editable=False)
     next_sync_at = models.DateTimeField(null=True, blank=True, editable=False)
     # After a create or delete the account is polled faster until then.
     fast_sync_until = models.DateTimeField(null=True, blank=True, editable=False)
@@ -82,6 +84,13 @@ class ProviderAccount(models.Model):
         if not isinstance(self.params, dict):
             raise ValidationError({"params": "Parameters must be a JSON object"})
         self.provider = self.provider.strip().lower()
+        try:
+            # Drivers check their parameters on construction (clients are lazy).
+            get_driver(self.driver)(provider=self.provider, params=self.params)
+        except InvalidParameter as exc:
+            raise ValidationError({"params": str(exc)}) from exc
+        except ProviderError:
+            pass  # credentials and reachability are checked when the account is used
 
     @property
     def credentials(self) -> dict[str, str]:

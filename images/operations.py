@@ -24,6 +24,7 @@ from django.utils import timezone
 from images.models import Image, Instance, Operation, ProviderAccount
 from images.services import (
     _bump_version,
+    account_flag,
     build_driver,
     capabilities,
     image_store,
@@ -31,6 +32,7 @@ from images.services import (
 )
 from providers.base import ImageState, ProviderImage, ProviderInstance, RunResult
 from providers.exceptions import (
+    AuthFailure,
     Conflict,
     InvalidParameter,
     InvalidState,
@@ -401,6 +403,8 @@ def image_poll_run(*, op: Operation) -> None:
             if remote is not None:
                 _adopt(op, remote)
     except ProviderError as exc:
+        if isinstance(exc, AuthFailure):
+            account_flag(account=op.account, reason=f"The provider rejected the stored credentials: {exc}")
         _schedule_next(op, f"{type(exc).__name__}: {exc}")
         return
     _after_poll(op, remote)

@@ -382,6 +382,7 @@ def catalog_sync(*, account: ProviderAccount) -> SyncResult:
         last_sync_error="",
         consecutive_failures=0,
         needs_attention=False,
+        attention_reason="",
         next_sync_at=now + timedelta(seconds=_sync_interval(account, now)),
         catalog_version=F("catalog_version") + (1 if changed or identity != account.owner_identity else 0),
     )
@@ -396,6 +397,12 @@ def catalog_sync(*, account: ProviderAccount) -> SyncResult:
         duration,
     )
     return SyncResult(images=images, instances=instances, duration=duration)
+
+
+def account_flag(*, account: ProviderAccount, reason: str) -> None:
+    """Mark the account for operators (rejected credentials, repeated failures)."""
+    ProviderAccount.objects.filter(pk=account.pk).update(needs_attention=True, attention_reason=reason)
+    logger.warning("account %s needs attention: %s", account.name, reason)
 
 
 def _sync_interval(account: ProviderAccount, now) -> int:
@@ -414,6 +421,7 @@ def _record_sync_failure(account: ProviderAccount, exc: ProviderError, duration:
         last_sync_duration=duration,
         consecutive_failures=F("consecutive_failures") + 1,
         needs_attention=isinstance(exc, AuthFailure) or failures >= FLAG_AFTER_FAILURES,
+        attention_reason=f"Sync failed {failures} time(s) in a row: {type(exc).__name__}: {exc}",
         # Back off: a failing account is retried later than a healthy one.
         next_sync_at=now + timedelta(seconds=min(account.sync_interval * failures, 3600)),
     )

@@ -18,7 +18,7 @@ from images.api import serializers as s
 from images.api.negotiation import choose_format
 from images.api.renderers import CONTENT_TYPES
 from images.crypto import CredentialsUnreadable
-from images.services import NoAccount, UnknownDriver
+from images.services import NoAccount, UnknownDriver, account_flag
 from providers import exceptions as pe
 
 logger = logging.getLogger(__name__)
@@ -85,8 +85,11 @@ def _status_and_message(exc: Exception, request) -> tuple[int, str] | None:
         message = exc.message
         if isinstance(exc, pe.AuthFailure):
             context = getattr(request, "dc_context", None)
-            name = context.account.name if context and context.account else "the account"
+            account = context.account if context else None
+            name = account.name if account else "the account"
             message = f"The provider rejected the stored credentials of account '{name}': {message}"
+            if account is not None:
+                account_flag(account=account, reason=message)
         return status, message
     if isinstance(exc, UnknownDriver):
         return 400, str(exc)

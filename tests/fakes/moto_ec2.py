@@ -2,7 +2,11 @@
 
 * DescribeImages pages with MaxResults/NextToken, as real EC2 does (moto
   returns everything in one response);
-* CreateImage refuses a name the account already uses (InvalidAMIName.Duplicate).
+* CreateImage refuses a name the account already uses (InvalidAMIName.Duplicate);
+* an image made from an EBS-backed instance is EBS-backed (moto says
+  "standard");
+* optionally, a new image stays ``pending`` for a while before ``available``
+  (moto makes it available at once), so pollers see the real life cycle.
 
 ``python -m tests.fakes.moto_ec2 PORT`` serves this moto on 127.0.0.1 for
 the end-to-end test and the benchmark (set MOTO_AMIS_PATH for a big catalog).
@@ -11,6 +15,7 @@ the end-to-end test and the benchmark (set MOTO_AMIS_PATH for a big catalog).
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -38,7 +43,7 @@ def paged_describe_images(self: AmisResponse) -> ActionResult:
     return ActionResult(result)
 
 
-def unique_names(original: Callable) -> Callable:
+def unique_names(original: Callable, pending_seconds: float = 0) -> Callable:
     def create_image(self, instance_id, name, description, tag_specifications):
         owner = self.get_instance(instance_id).owner_id if hasattr(self, "get_instance") else None
         taken = next(
@@ -49,16 +54,24 @@ def unique_names(original: Callable) -> Callable:
             raise EC2ClientError(
                 "InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI {taken.id}"
             )
-        return original(self, instance_id, name, description, tag_specifications)
+        ami = original(self, instance_id, name, description, tag_specifications)
+        # An image of an EBS-backed instance is EBS-backed (moto says "standard").
+        ami.root_device_type = self.get_instance(instance_id).root_device_type
+        if pending_seconds:
+            ami.state = "pending"
+            timer = threading.Timer(pending_seconds, setattr, (ami, "state", "available"))
+            timer.daemon = True
+            timer.start()
+        return ami
 
     return create_image
 
 
-def apply(monkeypatch=None) -> None:
+def apply(monkeypatch=None, pending_seconds: float = 0) -> None:
     """Patch moto in this process (through pytest's monkeypatch when given)."""
     setter = monkeypatch.setattr if monkeypatch is not None else setattr
     setter(AmisResponse, "describe_images", paged_describe_images)
-    setter(AmiBackend, "create_image", unique_names(ORIGINAL_CREATE))
+    setter(AmiBackend, "create_image", unique_names(ORIGINAL_CREATE, pending_seconds))
 
 
 def serve(port: int) -> None:

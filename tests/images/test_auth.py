@@ -105,3 +105,20 @@ def test_credentials_encrypted_with_another_key_give_a_clear_500(client, synced_
     crypto._fernet.cache_clear()
     assert response.status_code == 500
     assert response.json()["message"].startswith("Stored provider credentials cannot be decrypted")
+
+
+def test_rejected_account_credentials_are_502_naming_the_account(client, api_user):
+    from images.models import ProviderAccount
+    from tests.conftest import make_account
+
+    make_account("stale-keys", users=[api_user], is_default=True,
+                 credentials={"username": "mockuser", "password": "expired-Secret"})
+    response = client.get("/api/realms?format=json", HTTP_AUTHORIZATION=basic())
+    assert response.status_code == 502
+    body = response.json()
+    assert body["message"] == (
+        "The provider rejected the stored credentials of account 'stale-keys': Authentication Failure"
+    )
+    assert "expired-Secret" not in response.content.decode()
+    account = ProviderAccount.objects.get(name="stale-keys")
+    assert account.needs_attention and "stale-keys" in account.attention_reason

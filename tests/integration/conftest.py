@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,12 @@ FAST = {
     "DELTAWEB_REAPER_TICK": "1",
     "DELTAWEB_SYNC_TICK": "3600",
 }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def database_url() -> str:
@@ -142,6 +150,50 @@ class Stack:
         self.processes.append(proc)
         proc.wait_for(" ready.")
         return proc
+
+    def web(self) -> str:
+        """The API in gunicorn, as deployed; returns its base URL."""
+        port = free_port()
+        proc = Process(
+            "web",
+            [
+                str(BIN / "gunicorn"),
+                "-c",
+                "deltaweb/gunicorn_conf.py",
+                "-b",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "deltaweb.wsgi",
+            ],
+            self.env,
+            self.tmp / "web.log",
+        )
+        self.processes.append(proc)
+        proc.wait_for("Booting worker")
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{base}/api", timeout=2)
+                return base
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"web never answered:\n{proc.output()[-3000:]}")
+
+    def manage(self, *args: str) -> str:
+        """A management command, in its own process like an operator's."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            env=self.env,
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
 
     def beat(self) -> Process:
         proc = Process(
