@@ -86,7 +86,11 @@ class ProviderAccount(models.Model):
         self.provider = self.provider.strip().lower()
         try:
             # Drivers check their parameters on construction (clients are lazy).
-            get_driver(self.driver)(provider=self.provider, params=self.params)
+            get_driver(self.driver)(
+                provider=self.provider,
+                params=self.params,
+                state_dir=settings.DELTAWEB_MOCK_STORAGE / "validation",
+            )
         except InvalidParameter as exc:
             raise ValidationError({"params": str(exc)}) from exc
         except ProviderError:

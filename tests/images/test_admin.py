@@ -118,3 +118,12 @@ def test_operations_show_and_can_be_run_now(
     assert sent == [(op.pk,)]
     op.refresh_from_db()
     assert op.next_poll_at <= timezone.now()
+
+
+def test_invalid_driver_parameters_are_form_errors(admin_client, synced_account):
+    url = f"/admin/images/provideraccount/{synced_account.pk}/change/"
+    response = admin_client.post(url, account_form(synced_account, params='{"profile": "nosuch"}'))
+    assert response.status_code == 200
+    assert "Unknown mock profile" in response.content.decode()
+    synced_account.refresh_from_db()
+    assert synced_account.params == {}

@@ -111,8 +111,12 @@ def test_rejected_account_credentials_are_502_naming_the_account(client, api_use
     from images.models import ProviderAccount
     from tests.conftest import make_account
 
-    make_account("stale-keys", users=[api_user], is_default=True,
-                 credentials={"username": "mockuser", "password": "expired-Secret"})
+    make_account(
+        "stale-keys",
+        users=[api_user],
+        is_default=True,
+        credentials={"username": "mockuser", "password": "expired-Secret"},
+    )
     response = client.get("/api/realms?format=json", HTTP_AUTHORIZATION=basic())
     assert response.status_code == 502
     body = response.json()
