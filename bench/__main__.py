@@ -2,9 +2,9 @@
 
 import sys
 
-from bench import reads
+from bench import reads, sync
 
-COMMANDS = {"reads": reads.main}
+COMMANDS = {"reads": reads.main, "sync": sync.main}
 
 if __name__ == "__main__":
     args = sys.argv[1:] or ["reads"]

@@ -34,6 +34,7 @@ from botocore.exceptions import (
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
+from botocore.parsers import ResponseParserError
 
 from providers.base import (
     Address,
@@ -443,6 +444,11 @@ class EC2Driver(Driver):
             raise InvalidParameter(self._scrub(str(exc).replace("\n", " "))) from None
         except BotoCoreError as exc:
             raise ProviderError(self._scrub(f"{type(exc).__name__}: {exc}")) from None
+        except ResponseParserError:
+            # Not EC2's XML at all: a proxy's or the endpoint's error page.
+            raise Unavailable(
+                "The EC2 endpoint answered with something that is not an EC2 response"
+            ) from None
 
     def _client_error(self, exc: ClientError) -> ProviderError:
         error = exc.response.get("Error") or {}

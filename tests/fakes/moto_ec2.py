@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 from moto.core.responses import ActionResult
@@ -28,18 +29,36 @@ ORIGINAL_DESCRIBE = AmisResponse.describe_images
 ORIGINAL_CREATE = AmiBackend.create_image
 
 
+# Like EC2, a NextToken names a cursor over the result of the first call, so
+# later pages cost one page, not another scan of the whole catalog.
+_cursors: dict[str, list] = {}
+
+
 def paged_describe_images(self: AmisResponse) -> ActionResult:
-    images = self.ec2_backend.describe_images(
-        ami_ids=self._get_param("ImageIds", []),
-        filters=self._filters_from_querystring(),
-        exec_users=self._get_param("ExecutableUsers", []),
-        owners=self._get_param("Owners", []),
-    )
-    start = int(self._get_param("NextToken") or 0)
+    token = self._get_param("NextToken")
+    if token:
+        cursor, _, offset = token.partition(":")
+        images, start = _cursors.get(cursor), int(offset)
+        if images is None:
+            raise EC2ClientError("InvalidParameterValue", f"Unknown NextToken {token}")
+    else:
+        images, start, cursor = (
+            self.ec2_backend.describe_images(
+                ami_ids=self._get_param("ImageIds", []),
+                filters=self._filters_from_querystring(),
+                exec_users=self._get_param("ExecutableUsers", []),
+                owners=self._get_param("Owners", []),
+            ),
+            0,
+            uuid.uuid4().hex,
+        )
     size = int(self._get_param("MaxResults") or 0) or max(len(images), 1)
     result: dict[str, object] = {"Images": images[start : start + size]}
     if start + size < len(images):
-        result["NextToken"] = str(start + size)
+        _cursors[cursor] = images
+        result["NextToken"] = f"{cursor}:{start + size}"
+    else:
+        _cursors.pop(cursor, None)
     return ActionResult(result)
 
 

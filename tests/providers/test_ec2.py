@@ -1070,3 +1070,32 @@ def test_any_ec2_compatible_endpoint_through_endpoint_url():
         assert driver.realms()
     finally:
         server.stop()
+
+
+def test_an_endpoint_answering_html_is_unavailable():
+    # given: something that answers every request with a web server's error page
+    import http.server
+
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = b"<!doctype html><title>500 Internal Server Error</title>"
+            self.send_response(500)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        driver = make_driver(endpoint_url=f"http://127.0.0.1:{server.server_port}", max_attempts=1)
+        # when / then
+        with pytest.raises(Unavailable) as caught:
+            driver.list_images()
+        assert caught.value.retryable
+        assert_no_secret(caught.value)
+    finally:
+        server.shutdown()
