@@ -32,8 +32,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
+# Ratios against a raw WSGI baseline measured in the same run, then EC2 sync at scale
+# (DATABASE_URL=postgres://... to measure on PostgreSQL; wrk is used when installed).
 bench: install
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench reads
+	$(BIN)/python -m bench sync $(BENCH_SYNC_ARGS)
 
 clean:
 	rm -rf data/ .pytest_cache

@@ -62,22 +62,28 @@ def wait_up(port: int, path: str = "/") -> None:
     raise RuntimeError(f"server on {port} did not start")
 
 
+def bench_env(tmp: Path, **extra: str) -> tuple[dict[str, str], str]:
+    """Production settings on a fresh database; returns (environment, database URL)."""
+    db = database_url(tmp)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "deltaweb.settings.production",
+        "SECRET_KEY": secrets.token_urlsafe(40),
+        "DATABASE_URL": db,
+        "DELTAWEB_DATA_DIR": str(tmp),
+        **extra,
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+    return env, db
+
+
 def main(args: list[str]) -> None:
     seconds = float(os.environ.get("BENCH_SECONDS", "5"))
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        db = database_url(tmp)
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "deltaweb.settings.production",
-            "SECRET_KEY": secrets.token_urlsafe(40),
-            "DATABASE_URL": db,
-            "DELTAWEB_DATA_DIR": str(tmp),
-            "BENCH_DATABASE": db,
-            "WEB_CONCURRENCY": "2",
-        }
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+        env, db = bench_env(tmp, WEB_CONCURRENCY="2")
+        env["BENCH_DATABASE"] = db
         seeded = subprocess.run(
             [sys.executable, "-m", "bench.seed", "50", "1000"],
             env=env,

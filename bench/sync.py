@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import random
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.load import basic
-from bench.reads import ROOT, database_url, free_port, wait_up
+from bench.reads import ROOT, bench_env, free_port, wait_up
 
 BIN = Path(sys.executable).parent
 ARCHES = ("x86_64", "x86_64", "x86_64", "arm64", "i386")
@@ -208,18 +207,12 @@ def main(args: list[str]) -> None:
     opts = parser.parse_args(args)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        db = database_url(tmp)
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "deltaweb.settings.production",
-            "SECRET_KEY": secrets.token_urlsafe(40),
-            "DATABASE_URL": db,
-            "DELTAWEB_DATA_DIR": str(tmp),
-            "WEB_CONCURRENCY": "1",
-            "DELTAWEB_RENDER_CACHE_MAX_ITEM": str(512 * 1024 * 1024),
-            "DELTAWEB_RENDER_CACHE_BYTES": str(1024 * 1024 * 1024),
-        }
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+        env, db = bench_env(
+            tmp,
+            WEB_CONCURRENCY="1",
+            DELTAWEB_RENDER_CACHE_MAX_ITEM=str(512 * 1024 * 1024),
+            DELTAWEB_RENDER_CACHE_BYTES=str(1024 * 1024 * 1024),
+        )
         report = scenario(
             "moto's default public catalog",
             {**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "true"},

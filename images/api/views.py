@@ -35,12 +35,17 @@ def etag_matches(header: str, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/").strip('"') == bare for tag in header.split(","))
 
 
+def empty_response(status: int) -> HttpResponse:
+    response = HttpResponse(status=status)
+    del response["Content-Type"]
+    return response
+
+
 def document_response(
     request, rendered: Rendered, fmt: str, status: int = 200, headers: dict[str, str] | None = None
 ) -> HttpResponse:
     if status == 200 and etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), rendered.etag):
-        response = HttpResponse(status=304)
-        del response["Content-Type"]
+        response = empty_response(304)
     else:
         response = HttpResponse(rendered.body, status=status, content_type=CONTENT_TYPES[fmt])
     response["ETag"] = rendered.etag
@@ -81,8 +86,7 @@ class DeltacloudViewSet(viewsets.ViewSet):
 
     def options(self, request, *args, **kwargs):
         """``OPTIONS``: the methods this resource allows, in ``Allow``, no body."""
-        response = HttpResponse(status=200)
-        del response["Content-Type"]
+        response = empty_response(200)
         response["Allow"] = ", ".join(self.allowed_methods)
         return response
 
@@ -140,6 +144,29 @@ class DeltacloudViewSet(viewsets.ViewSet):
                     raise ApiError(400, f"Parameter '{name}' must be a string")
                 return value
         return None
+
+    def deleted(self, collection: str) -> HttpResponse:
+        """204 without a body; browsers go back to the list, as Deltacloud's HTML did."""
+        if self.fmt == "html":
+            return HttpResponseRedirect(self.urls.collection(collection))
+        return empty_response(204)
+
+    def form(self, title: str, collection: str, key: str, inputs, submit: str) -> HttpResponse:
+        """A browser form (``/new?<key>=...``) that POSTs to the collection."""
+        value = self.request.query_params.get(key)
+        if self.fmt != "html":
+            raise NotAcceptable()
+        if not value:
+            raise ApiError(404)
+        body = self.page(
+            "form.html",
+            title,
+            action=self.urls.collection(collection),
+            hidden=[(key, value)],
+            inputs=inputs,
+            submit=submit,
+        )
+        return self.respond(None, lambda: body)
 
     def created(self, location: str, body: bytes) -> HttpResponse:
         response = self.respond(None, lambda: body, status=201)
@@ -269,29 +296,18 @@ class ImageViewSet(DeltacloudViewSet):
 
     def destroy(self, request, id=None):
         operations.image_delete(account=self.ctx.account, user=request.user, external_id=id)
-        if self.fmt == "html":
-            return HttpResponseRedirect(self.urls.collection("images"))
-        response = HttpResponse(status=204)
-        del response["Content-Type"]
-        return response
+        return self.deleted("images")
 
     @action(detail=False, url_path="new", methods=["get"])
     def new(self, request):
         """The browser form for creating an image from an instance."""
-        instance_id = request.query_params.get("instance_id")
-        if self.fmt != "html":
-            raise NotAcceptable()
-        if not instance_id:
-            raise ApiError(404)
-        body = self.page(
-            "form.html",
+        return self.form(
             "Create new image",
-            action=self.urls.collection("images"),
-            hidden=[("instance_id", instance_id)],
-            inputs=[("name", "Name"), ("description", "Description")],
-            submit="Create image",
+            "images",
+            "instance_id",
+            [("name", "Name"), ("description", "Description")],
+            "Create image",
         )
-        return self.respond(None, lambda: body)
 
     def _render_image(self, row: s.ImageRow, caps) -> bytes:
         if self.fmt == "json":
@@ -430,11 +446,7 @@ class InstanceViewSet(DeltacloudViewSet):
     def destroy(self, request, id=None):
         self._require_action(id, "destroy")
         operations.instance_destroy(account=self.ctx.account, external_id=id)
-        if self.fmt == "html":
-            return HttpResponseRedirect(self.urls.collection("instances"))
-        response = HttpResponse(status=204)
-        del response["Content-Type"]
-        return response
+        return self.deleted("instances")
 
     @action(detail=True, methods=["post"], url_path="run")
     def run(self, request, id=None):
@@ -466,20 +478,13 @@ class InstanceViewSet(DeltacloudViewSet):
     @action(detail=False, url_path="new", methods=["get"])
     def new(self, request):
         """The browser form for launching an instance from an image."""
-        image_id = request.query_params.get("image_id")
-        if self.fmt != "html":
-            raise NotAcceptable()
-        if not image_id:
-            raise ApiError(404)
-        body = self.page(
-            "form.html",
+        return self.form(
             "Launch instance",
-            action=self.urls.collection("instances"),
-            hidden=[("image_id", image_id)],
-            inputs=[("name", "Name"), ("hwp_id", "Hardware profile"), ("realm_id", "Realm")],
-            submit="Launch",
+            "instances",
+            "image_id",
+            [("name", "Name"), ("hwp_id", "Hardware profile"), ("realm_id", "Realm")],
+            "Launch",
         )
-        return self.respond(None, lambda: body)
 
     def _render_instance(self, row: s.InstanceRow, opts: s.InstanceOptions) -> bytes:
         if self.fmt == "json":
