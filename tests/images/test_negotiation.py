@@ -141,19 +141,25 @@ def test_unsupported_method_is_405_with_allow(auth_client, synced_account):
     assert b"<message><![CDATA[Method Not Allowed]]></message>" in response.content
 
 
-def test_html_forms_for_new_images_and_instances(auth_client, synced_account,
-                                                 django_capture_on_commit_callbacks):
+def test_html_forms_for_new_images_and_instances(
+    auth_client, synced_account, django_capture_on_commit_callbacks
+):
     form = auth_client.get("/api/images/new?instance_id=inst1", HTTP_ACCEPT="text/html")
     assert form.status_code == 200
     page = form.content.decode()
     assert 'name="instance_id" value="inst1"' in page and 'action="http://testserver/api/images"' in page
     assert auth_client.get("/api/images/new", HTTP_ACCEPT="text/html").status_code == 404
-    assert auth_client.get("/api/images/new?instance_id=inst1", HTTP_ACCEPT="application/xml").status_code == 406
+    as_xml = auth_client.get("/api/images/new?instance_id=inst1", HTTP_ACCEPT="application/xml")
+    assert as_xml.status_code == 406
     launch = auth_client.get("/api/instances/new?image_id=img1", HTTP_ACCEPT="text/html").content.decode()
     assert 'name="image_id" value="img1"' in launch
     # the form's POST answers 201 with the image page
     with django_capture_on_commit_callbacks(execute=True):
-        created = auth_client.post("/api/images", {"instance_id": "inst1", "name": "from-browser"},
-                                   HTTP_ACCEPT="text/html", HTTP_ORIGIN="http://testserver")
+        created = auth_client.post(
+            "/api/images",
+            {"instance_id": "inst1", "name": "from-browser"},
+            HTTP_ACCEPT="text/html",
+            HTTP_ORIGIN="http://testserver",
+        )
     assert created.status_code == 201 and created["Content-Type"] == "text/html"
     assert "from-browser" in created.content.decode()
