@@ -9,7 +9,6 @@ from django.contrib import admin, messages
 
 from images import operations, services
 from images.models import Image, Instance, Operation, ProviderAccount
-from images.tasks import catalog_sync_task
 
 
 class ProviderAccountForm(forms.ModelForm):
@@ -80,17 +79,18 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     )
     actions = ["sync_now"]
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if obj.enabled and obj.last_sync_succeeded_at is None:
+            services.catalog_sync_enqueue(account_id=obj.pk)  # fill the cache now
+
     @admin.display(boolean=True, description="Credentials stored")
     def has_credentials(self, obj):
         return bool(obj.credentials_encrypted)
 
     @admin.action(description="Sync now")
     def sync_now(self, request, queryset):
-        queued = 0
-        for account in queryset:
-            if services.sync_request(account_id=account.pk, within_seconds=0):
-                catalog_sync_task.delay(account.pk)
-                queued += 1
+        queued = sum(services.catalog_sync_enqueue(account_id=account.pk) for account in queryset)
         self.message_user(request, f"{queued} sync(s) queued; running ones were merged.", messages.SUCCESS)
 
 

@@ -445,3 +445,13 @@ def sync_request(*, account_id: int, within_seconds: int = 60) -> bool:
         )
         .update(sync_requested_at=now)
     )
+
+
+def catalog_sync_enqueue(*, account_id: int, within_seconds: int = 60) -> bool:
+    """Queue a sync for the worker unless one is queued or running (then it merges)."""
+    if not sync_request(account_id=account_id, within_seconds=within_seconds):
+        return False
+    from images.tasks import catalog_sync_task
+
+    transaction.on_commit(lambda: catalog_sync_task.delay(account_id), robust=True)
+    return True

@@ -43,8 +43,7 @@ def sync_due_accounts_task() -> None:
         Q(next_sync_at__isnull=True) | Q(next_sync_at__lte=now)
     )
     for account_id in due.values_list("pk", flat=True):
-        if services.sync_request(account_id=account_id):
-            catalog_sync_task.delay(account_id)
+        services.catalog_sync_enqueue(account_id=account_id)
 
 
 def _run(operation_id: int, run) -> None:

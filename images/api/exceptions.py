@@ -38,6 +38,7 @@ GENERIC = {
     500: "Internal Server Error",
     501: "Not Supported",
     502: "Backend Server Error",
+    503: "Service Unavailable",
     504: "Gateway Timeout",
 }
 ERROR_CLASSES = {
@@ -50,6 +51,7 @@ ERROR_CLASSES = {
     500: "Deltacloud::Exceptions::BackendError",
     501: "Deltacloud::Exceptions::NotSupported",
     502: "Deltacloud::Exceptions::ProviderError",
+    503: "Deltacloud::Exceptions::ServiceUnavailable",
     504: "Deltacloud::Exceptions::ProviderTimeout",
 }
 # Most specific first: the first matching class decides the status.
@@ -71,10 +73,11 @@ MAX_PARAM_LENGTH = 1024
 class ApiError(Exception):
     """An error a view raises directly with its status and message."""
 
-    def __init__(self, status: int, message: str | None = None) -> None:
+    def __init__(self, status: int, message: str | None = None, headers: dict | None = None) -> None:
         super().__init__(message or GENERIC.get(status, "Error"))
         self.status = status
         self.message = str(self.args[0])
+        self.headers = headers or {}
 
 
 def _status_and_message(exc: Exception, request) -> tuple[int, str] | None:
@@ -203,6 +206,11 @@ def exception_handler(exc: Exception, context: dict) -> HttpResponse | None:
         view = context.get("view")
         if view is not None:
             response["Allow"] = ", ".join(view.allowed_methods)
+    if isinstance(exc, ApiError):
+        for name, value in exc.headers.items():
+            response[name] = value
+    if isinstance(exc, pe.Unavailable) and not isinstance(exc, pe.ProviderTimeout):
+        response["Retry-After"] = "5"
     if isinstance(exc, drf.Throttled) and exc.wait:
         response["Retry-After"] = str(int(exc.wait))
     return response

@@ -178,14 +178,16 @@ class DeltacloudViewSet(viewsets.ViewSet):
         return {"X-Deltaweb-Synced-At": synced.isoformat() if synced else "never"}
 
     def ensure_synced(self) -> None:
-        """An account never synced is synced on its first read, so a new
-        deployment does not answer with an empty catalog."""
+        """A catalog never synced is not answered as empty: the client is told
+        to come back (503, Retry-After) while the worker fills the cache."""
         account = self.ctx.account
-        if account.last_sync_succeeded_at is None:
-            try:
-                services.catalog_sync(account=account)
-            except services.SyncInProgress:
-                pass
+        if account.last_sync_succeeded_at is not None:
+            return
+        services.catalog_sync_enqueue(account_id=account.pk)
+        message = f"The catalog of account '{account.name}' has not been synced yet"
+        if account.last_sync_error:
+            message += f"; its last sync failed: {account.last_sync_error}"
+        raise ApiError(503, message, headers={"Retry-After": "10"})
 
 
 # -- /api -------------------------------------------------------------------------

@@ -198,3 +198,21 @@ def test_sync_command(synced_account, capsys):
 
     call_command("sync_catalog", "mock")
     assert "mock: 3 images (0 new, 0 changed, 0 missing)" in capsys.readouterr().out
+
+
+def test_a_never_synced_catalog_is_503_while_the_worker_fills_it(
+    auth_client, mock_account, monkeypatch, django_capture_on_commit_callbacks
+):
+    from images import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.catalog_sync_task, "delay", lambda pk: sent.append(pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        first = auth_client.get("/api/images?format=json")
+        second = auth_client.get("/api/instances?format=json")
+    assert (first.status_code, second.status_code) == (503, 503)
+    assert first["Retry-After"] == "10"
+    assert first.json()["message"] == "The catalog of account 'mock' has not been synced yet"
+    assert sent == [mock_account.pk]  # one sync queued, the second request merged
+    tasks.catalog_sync_task(mock_account.pk)
+    assert auth_client.get("/api/images?format=json").status_code == 200
