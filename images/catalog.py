@@ -52,6 +52,9 @@ class CatalogMerge:
             cursor.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} (seq bigserial, external_id text, {cols})"
             )
+            # The merge probes the stage once per cached row: without an index
+            # that is quadratic in the catalog size.
+            cursor.execute(f"CREATE INDEX IF NOT EXISTS {self.stage}_eid ON {self.stage} (external_id)")
             cursor.execute(f"TRUNCATE {self.stage}")
         else:
             cursor.execute(
@@ -89,6 +92,8 @@ class CatalogMerge:
                         f"INSERT OR REPLACE INTO {self.stage} ({names}) VALUES ({marks})", rows
                     )
                 count += len(rows)
+            if self.vendor == "postgresql":
+                cursor.execute(f"ANALYZE {self.stage}")  # temp tables are never auto-analyzed
         return count
 
     # -- merging -------------------------------------------------------------
