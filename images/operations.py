@@ -303,11 +303,10 @@ def _finish(op: Operation, status: str, reason: str = "") -> None:
         if op.image_id is None:
             return
         if op.kind == Operation.Kind.CREATE_IMAGE and status == OP.FAILED:
-            Image.objects.filter(pk=op.image_id).update(
-                status=ImageState.FAILED,
-                failure_reason=reason,
-                state="FAILED" if op.external_id == "" else Image.objects.get(pk=op.image_id).state,
-            )
+            failed = {"status": ImageState.FAILED, "failure_reason": reason}
+            if not op.external_id:
+                failed["state"] = "FAILED"  # a placeholder has no provider state to show
+            Image.objects.filter(pk=op.image_id).update(**failed)
         elif op.kind == Operation.Kind.DELETE_IMAGE and status == OP.FAILED:
             # The provider refused: the image is back, with the reason.
             Image.objects.filter(pk=op.image_id).update(
@@ -376,7 +375,8 @@ def _adopt(op: Operation, remote: ProviderImage) -> None:
             op.image = existing
         elif op.image_id:
             try:
-                Image.objects.filter(pk=op.image_id).update(external_id=remote.id)
+                with transaction.atomic():  # a savepoint: the race below must not break the block
+                    Image.objects.filter(pk=op.image_id).update(external_id=remote.id)
             except IntegrityError:  # a sync inserted it meanwhile
                 Image.objects.filter(pk=op.image_id).delete()
                 op.image = Image.objects.get(account=op.account, external_id=remote.id)

@@ -459,3 +459,21 @@ def test_a_duplicate_create_task_after_the_call_only_polls(
     assert op.status == OP.POLLING and op.attempts == 2
     on_disk = [p for p in (driver.store.root / "images").glob("*.json")]
     assert len(on_disk) == 4  # the seed images and exactly one new one
+
+
+def test_adoption_merges_into_a_row_a_sync_inserted_meanwhile(
+    auth_client, api_user, enqueued, django_capture_on_commit_callbacks
+):
+    account = account_with(api_user, profile="fgcp", create_delay=0)
+    driver = services.build_driver(account=account)
+    driver.instance_action("inst1", "stop")
+    post(auth_client, django_capture_on_commit_callbacks, instance_id="inst1", name="raced")
+    op = Operation.objects.get()
+    tasks.image_create_task(op.pk)  # the provider has it now...
+    services.catalog_sync(account=account)  # ...and a sync lists it before the poller adopts it
+    op = drive(op.pk)
+    assert op.status == OP.SUCCEEDED
+    rows = Image.objects.filter(account=account, name="raced")
+    assert [r.external_id for r in rows] == [op.external_id]  # one row, the real id
+    assert op.image_id == rows[0].pk
+    assert image_xml(auth_client, "PENDING-raced").status_code == 200
