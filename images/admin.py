@@ -118,6 +118,7 @@ class ImageAdmin(admin.ModelAdmin):
         "state",
         "status",
         "first_seen",
+        "last_seen_display",
         "missing_since",
         "deleted_at",
     )
@@ -130,6 +131,11 @@ class ImageAdmin(admin.ModelAdmin):
         ("deleted_at", admin.EmptyFieldListFilter),
     )
     inlines = [OperationInline]
+
+    @admin.display(description="Last seen")
+    def last_seen_display(self, obj):
+        return obj.seen_at
+
     search_fields = ("external_id", "name", "description", "owner_id")
     list_select_related = ("account",)
     readonly_fields = [f.name for f in Image._meta.fields]

@@ -104,11 +104,6 @@ class ProviderAccount(models.Model):
     def credentials(self, value: dict[str, str]) -> None:
         self.credentials_encrypted = crypto.encrypt_json(value) if value else ""
 
-    @property
-    def provider_label(self) -> str:
-        """Deltacloud reports an unset provider as ``default``."""
-        return self.provider or "default"
-
 
 class Image(models.Model):
     """One cached catalog row: an image as its provider last described it."""
@@ -151,6 +146,7 @@ class Image(models.Model):
 
     @property
     def seen_at(self):
+        """When the provider last listed it (present rows: the account's last successful sync)."""
         if self.missing_since is None and self.account.last_sync_succeeded_at:
             return max(self.last_seen, self.account.last_sync_succeeded_at)
         return self.last_seen
@@ -191,10 +187,6 @@ class Instance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.external_id} ({self.name or '-'})"
-
-    @property
-    def can_create_image(self) -> bool:
-        return not self.create_image_refusal
 
 
 class Operation(models.Model):
