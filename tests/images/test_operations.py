@@ -63,6 +63,15 @@ def drive(op_id: int, rounds: int = 50) -> Operation:
     return Operation.objects.get(pk=op_id)
 
 
+def fgcp_create(client, api_user, callbacks, name, create_delay):
+    """An FGCP-like cloud (stopped-only, no ids) and a create from its stopped inst1."""
+    account = account_with(api_user, profile="fgcp", create_delay=create_delay)
+    driver = services.build_driver(account=account)
+    driver.instance_action("inst1", "stop")
+    post(client, callbacks, instance_id="inst1", name=name)
+    return account, driver, Operation.objects.get()
+
+
 def image_xml(client, image_id):
     return client.get(f"/api/images/{image_id}", **XML)
 
@@ -304,11 +313,9 @@ def test_no_id_create_answers_with_a_provisional_id_and_finds_the_image(
 def test_create_task_delivered_twice_creates_one_image(
     auth_client, api_user, enqueued, django_capture_on_commit_callbacks
 ):
-    account = account_with(api_user, profile="fgcp", create_delay=0)
-    driver = services.build_driver(account=account)
-    driver.instance_action("inst1", "stop")
-    post(auth_client, django_capture_on_commit_callbacks, instance_id="inst1", name="once")
-    op = Operation.objects.get()
+    _account, driver, op = fgcp_create(
+        auth_client, api_user, django_capture_on_commit_callbacks, "once", create_delay=0
+    )
     tasks.image_create_task(op.pk)
     tasks.image_create_task(op.pk)  # a duplicate delivery: not due, nothing happens
     Operation.objects.filter(pk=op.pk).update(next_poll_at=timezone.now(), status=OP.CALLING)
@@ -447,11 +454,9 @@ def test_after_a_create_the_account_syncs_sooner(
 def test_a_duplicate_create_task_after_the_call_only_polls(
     auth_client, api_user, enqueued, django_capture_on_commit_callbacks
 ):
-    account = account_with(api_user, profile="fgcp", create_delay=5)
-    driver = services.build_driver(account=account)
-    driver.instance_action("inst1", "stop")
-    post(auth_client, django_capture_on_commit_callbacks, instance_id="inst1", name="dup")
-    op = Operation.objects.get()
+    _account, driver, op = fgcp_create(
+        auth_client, api_user, django_capture_on_commit_callbacks, "dup", create_delay=5
+    )
     tasks.image_create_task(op.pk)  # the call happens: POLLING now
     Operation.objects.filter(pk=op.pk).update(next_poll_at=timezone.now())
     tasks.image_create_task(op.pk)  # a duplicate delivered when the poll is due
@@ -464,11 +469,9 @@ def test_a_duplicate_create_task_after_the_call_only_polls(
 def test_adoption_merges_into_a_row_a_sync_inserted_meanwhile(
     auth_client, api_user, enqueued, django_capture_on_commit_callbacks
 ):
-    account = account_with(api_user, profile="fgcp", create_delay=0)
-    driver = services.build_driver(account=account)
-    driver.instance_action("inst1", "stop")
-    post(auth_client, django_capture_on_commit_callbacks, instance_id="inst1", name="raced")
-    op = Operation.objects.get()
+    account, _driver, op = fgcp_create(
+        auth_client, api_user, django_capture_on_commit_callbacks, "raced", create_delay=0
+    )
     tasks.image_create_task(op.pk)  # the provider has it now...
     services.catalog_sync(account=account)  # ...and a sync lists it before the poller adopts it
     op = drive(op.pk)
