@@ -34,18 +34,12 @@ def free_port() -> int:
 def database_url(tmp: Path) -> str:
     url = os.environ.get("DATABASE_URL", "")
     if url.startswith("postgres"):
-        base, _, _ = url.rpartition("/")
-        subprocess.run(
-            ["psql", f"{base}/postgres", "-qc", "DROP DATABASE IF EXISTS deltaweb_bench"],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            ["psql", f"{base}/postgres", "-qc", "CREATE DATABASE deltaweb_bench"],
-            check=True,
-            capture_output=True,
-        )
-        return f"{base}/deltaweb_bench"
+        # Named after the configured database, so benchmarks run beside each other never share one.
+        base, _, name = url.partition("?")[0].rpartition("/")
+        bench = f"{name or 'deltaweb'}_bench"
+        for statement in (f"DROP DATABASE IF EXISTS {bench}", f"CREATE DATABASE {bench}"):
+            subprocess.run(["psql", f"{base}/postgres", "-qc", statement], check=True, capture_output=True)
+        return f"{base}/{bench}"
     return f"sqlite:///{tmp / 'bench.sqlite3'}"
 
 

@@ -8,7 +8,10 @@ For moto's default public catalog (~1,300 AMIs) and a generated one
 * list latency from the cache (HTTP, cold render and warm) next to the time
   of listing the provider directly (all DescribeImages pages).
 
-``python -m bench sync [--amis 100000] [--page-size 1000]``
+It first prints the database side alone (``bench/sync_db.py``: a generated
+in-memory listing, no provider); ``--db-only`` stops there.
+
+``python -m bench sync [--amis 100000] [--page-size 1000] [--db-only] [--images 100000]``
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench import sync_db
 from bench.load import basic
 from bench.reads import ROOT, bench_env, free_port, wait_up
 
@@ -204,6 +208,9 @@ def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench sync")
     parser.add_argument("--amis", type=int, default=100_000)
     parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--db-only", action="store_true", help="only the generated in-memory listing")
+    parser.add_argument("--images", type=int, default=100_000, help="size of the generated listing")
+    parser.add_argument("--changes", type=int, default=1000, help="images changed, then vanished")
     opts = parser.parse_args(args)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -213,6 +220,11 @@ def main(args: list[str]) -> None:
             DELTAWEB_RENDER_CACHE_MAX_ITEM=str(512 * 1024 * 1024),
             DELTAWEB_RENDER_CACHE_BYTES=str(1024 * 1024 * 1024),
         )
+        engine = "PostgreSQL" if db.startswith("postgres") else "SQLite"
+        print(f"\nCatalog sync, the database side alone, {engine}\n")
+        print("\n".join(sync_db.run(env, opts.images, opts.changes)), flush=True)
+        if opts.db_only:
+            return
         report = scenario(
             "moto's default public catalog",
             {**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "true"},
@@ -224,6 +236,5 @@ def main(args: list[str]) -> None:
         report += scenario(
             "generated catalog", {**os.environ, "MOTO_AMIS_PATH": str(catalog)}, env, opts.page_size
         )
-    engine = "PostgreSQL" if db.startswith("postgres") else "SQLite"
     print(f"\nEC2 sync through moto's server, {engine}\n")
     print("\n".join(report))

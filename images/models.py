@@ -89,8 +89,16 @@ class ProviderAccount(models.Model):
     next_sync_at = models.DateTimeField(null=True, blank=True, editable=False)
     # After a create or delete the account is polled faster until then.
     fast_sync_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # The sync lease: held by one sync at a time, renewed while it runs, and
+    # taken over once it expires (its owner is gone). See images.sync.
     sync_lock_until = models.DateTimeField(null=True, blank=True, editable=False)
     sync_lock_token = models.CharField(max_length=64, blank=True, editable=False)
+    sync_lock_owner = models.CharField(
+        max_length=255,
+        blank=True,
+        editable=False,
+        help_text="host:pid of the process holding the sync lease.",
+    )
     sync_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -127,7 +135,18 @@ class Image(models.Model):
 
     Status = models.TextChoices("Status", [(s.value, s.value) for s in ImageState])
 
-    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="images")
+    # Sync inserts up to a whole catalog at once (images.merge), always for the
+    # account whose row it holds locked. A database foreign key would check
+    # every row (as much work again as the insert) and an index of its own
+    # would duplicate the (account, external_id) constraint's, so neither
+    # exists; Django cascades an account's deletion itself.
+    account = models.ForeignKey(
+        ProviderAccount,
+        on_delete=models.CASCADE,
+        related_name="images",
+        db_index=False,
+        db_constraint=False,
+    )
     external_id = models.CharField(max_length=255)
     name = models.CharField(max_length=255, blank=True)
     description = models.TextField(null=True, blank=True)
@@ -144,6 +163,9 @@ class Image(models.Model):
     extra = models.JSONField(default=dict, blank=True)
     # The account's catalog_version when this row last changed (the delta feed).
     changed_version = models.PositiveBigIntegerField(default=0)
+    # Hash of the content sync last wrote (images.merge); cleared by a
+    # PostgreSQL trigger when anything else changes the content.
+    content_hash = models.BigIntegerField(null=True, blank=True, editable=False)
 
     first_seen = models.DateTimeField(default=timezone.now)
     # Updated when the row changes or disappears; a present row was seen by
@@ -161,6 +183,12 @@ class Image(models.Model):
         indexes = [
             models.Index(fields=["account", "owner_id"], name="image_account_owner"),
             models.Index(fields=["account", "changed_version"], name="image_account_changed"),
+            # Sync's purge of long-vanished rows; only those rows are in it.
+            models.Index(
+                fields=["account", "missing_since"],
+                name="image_account_missing",
+                condition=models.Q(missing_since__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -197,6 +225,8 @@ class Instance(models.Model):
     launch_time = models.CharField(max_length=64, null=True, blank=True)
     network_interfaces = models.JSONField(null=True, blank=True)
     extra = models.JSONField(default=dict, blank=True)
+    # As Image.content_hash.
+    content_hash = models.BigIntegerField(null=True, blank=True, editable=False)
 
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)

@@ -209,6 +209,24 @@ def image_row_values(image: ProviderImage) -> tuple[str, tuple]:
     )
 
 
+def image_stage_row(image: ProviderImage) -> tuple[str, tuple]:
+    """``image_row_values`` without the copies, for sync's merge, whose JSON
+    encoder takes enums, tuples and mappings as they are (100,000 rows a sync)."""
+    return image.id, (
+        image.name,
+        image.description,
+        image.owner_id,
+        image.architecture,
+        image.raw_state,
+        image.state,
+        image.root_type,
+        image.creation_time,
+        image.hardware_profiles,
+        image.failure_reason,
+        image.extra,
+    )
+
+
 def instance_row_values(inst: ProviderInstance) -> tuple[str, tuple]:
     def addresses(items):
         return [{"address": a.address, "type": a.type} for a in items]

@@ -4,13 +4,15 @@ A full listing is staged page by page and merged in one transaction
 (``images.merge``); it is also the only way to notice images that vanished.
 Drivers that can list what changed since a provider-side time
 (``capabilities.incremental_listing``) are asked only for that between full
-listings. One sync per account runs at a time (a lock row with an expiry);
-every run is recorded as a ``SyncRun`` for operators.
+listings. One sync per account runs at a time, under a lease renewed while
+it runs (``SyncLease``); every run is recorded as a ``SyncRun`` for operators.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,7 +31,7 @@ from images.services import (
     IMAGE_COLUMNS,
     INSTANCE_COLUMNS,
     build_driver,
-    image_row_values,
+    image_stage_row,
     instance_row_values,
 )
 from providers.base import Driver, ProviderImage
@@ -39,7 +41,9 @@ logger = logging.getLogger(__name__)
 
 # An account whose syncs failed this many times in a row is flagged.
 FLAG_AFTER_FAILURES = 3
-SYNC_LOCK_SECONDS = 15 * 60
+# A sync renews its lease this many times per lease, so a provider page (or
+# the merge) may take most of a lease without the sync being taken over.
+RENEWALS_PER_LEASE = 6
 # An image with a create or delete in flight is never marked missing: a
 # provider without create ids (FGCP) does not list it until it is ready.
 IMAGE_PROTECT_SQL = (
@@ -57,19 +61,90 @@ class SyncResult:
 
 
 class SyncInProgress(Exception):
-    """Another process is syncing this account; the request is merged into it."""
+    """Another process holds the account's sync lease; the request is merged into its sync."""
+
+
+class SyncLeaseLost(SyncInProgress):
+    """This sync stopped renewing its lease in time and another sync took it
+    over; this one stops without writing anything."""
+
+
+class SyncLease:
+    """The right to sync one account: a lease on its row, renewed while the sync runs.
+
+    The holder renews it between provider pages and at the merge
+    (``heartbeat``). A sync whose process is killed stops renewing, so its
+    account is free again at most one lease later and the next sync takes
+    the lease over; the killed sync's run is then recorded as abandoned.
+    """
+
+    def __init__(self, account_id: int, token: str, seconds: float) -> None:
+        self.account_id = account_id
+        self.token = token
+        self.seconds = seconds
+        self.renewed = time.monotonic()
+
+    @staticmethod
+    def owner() -> str:
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+    @classmethod
+    def acquire(cls, account: ProviderAccount) -> SyncLease | None:
+        """The lease if it is free or expired (its holder is gone), else None."""
+        token = uuid.uuid4().hex
+        seconds = float(settings.DELTAWEB_SYNC_LEASE_SECONDS)
+        now = timezone.now()
+        got = ProviderAccount.objects.filter(
+            Q(sync_lock_until__isnull=True) | Q(sync_lock_until__lt=now), pk=account.pk
+        ).update(
+            sync_lock_until=now + timedelta(seconds=seconds),
+            sync_lock_token=token,
+            sync_lock_owner=cls.owner(),
+        )
+        if not got:
+            return None
+        # Whatever run is still "running" lost its process: only the lease holder syncs.
+        SyncRun.objects.filter(account_id=account.pk, outcome=SyncRun.Outcome.RUNNING).update(
+            outcome=SyncRun.Outcome.FAILED,
+            finished_at=now,
+            error="Abandoned: its process stopped renewing the sync lease (killed or hung)",
+        )
+        return cls(account.pk, token, seconds)
+
+    def renew(self) -> None:
+        """Extend the lease by a full term; SyncLeaseLost if another sync took it."""
+        now = timezone.now()
+        renewed = ProviderAccount.objects.filter(pk=self.account_id, sync_lock_token=self.token).update(
+            sync_lock_until=now + timedelta(seconds=self.seconds)
+        )
+        if not renewed:
+            raise SyncLeaseLost("The sync lease expired and another sync took it over")
+        self.renewed = time.monotonic()
+
+    def heartbeat(self) -> None:
+        """Renew when a share of the lease has passed since the last renewal."""
+        if time.monotonic() - self.renewed >= self.seconds / RENEWALS_PER_LEASE:
+            self.renew()
+
+    def release(self) -> None:
+        ProviderAccount.objects.filter(pk=self.account_id, sync_lock_token=self.token).update(
+            sync_lock_until=None, sync_lock_token="", sync_lock_owner=""
+        )
 
 
 class _Pages:
-    """Counts a driver's pages and remembers the newest provider time seen."""
+    """Counts a driver's pages, remembers the newest provider time seen, and
+    keeps the lease alive between pages."""
 
-    def __init__(self, pages: Iterable[Sequence[ProviderImage]], cursor: str) -> None:
+    def __init__(self, pages: Iterable[Sequence[ProviderImage]], cursor: str, lease: SyncLease) -> None:
         self.pages = pages
         self.count = 0
         self.cursor = cursor
+        self.lease = lease
 
     def __iter__(self) -> Iterator[Sequence[ProviderImage]]:
         for page in self.pages:
+            self.lease.heartbeat()
             self.count += 1
             for image in page:
                 if image.updated_at and image.updated_at > self.cursor:
@@ -77,23 +152,10 @@ class _Pages:
             yield page
 
 
-# -- the lock --------------------------------------------------------------------------
-
-
-def _acquire_lock(account: ProviderAccount) -> str | None:
-    """A lock row-update that works across processes on SQLite and PostgreSQL."""
-    token = uuid.uuid4().hex
-    now = timezone.now()
-    got = ProviderAccount.objects.filter(
-        Q(sync_lock_until__isnull=True) | Q(sync_lock_until__lt=now), pk=account.pk
-    ).update(sync_lock_until=now + timedelta(seconds=SYNC_LOCK_SECONDS), sync_lock_token=token)
-    return token if got else None
-
-
-def _release_lock(account: ProviderAccount, token: str) -> None:
-    ProviderAccount.objects.filter(pk=account.pk, sync_lock_token=token).update(
-        sync_lock_until=None, sync_lock_token=""
-    )
+def _with_heartbeat(pages: Iterable[Sequence], lease: SyncLease) -> Iterator[Sequence]:
+    for page in pages:
+        lease.heartbeat()
+        yield page
 
 
 # -- syncing ---------------------------------------------------------------------------
@@ -109,13 +171,22 @@ def _wants_incremental(account: ProviderAccount, driver: Driver, now: datetime, 
 def catalog_sync(*, account: ProviderAccount, full: bool = False) -> SyncResult:
     """List the account's images and instances and merge them into the cache.
 
-    One sync per account at a time; a provider error anywhere in the listing
-    leaves the cache as it was and is recorded on the account and its run.
-    ``full`` forces a full listing where an incremental one would do.
+    One sync per account at a time (``SyncLease``); a provider error anywhere
+    in the listing leaves the cache as it was and is recorded on the account
+    and its run. ``full`` forces a full listing where an incremental one would do.
     """
-    token = _acquire_lock(account)
-    if token is None:
+    lease = SyncLease.acquire(account)
+    if lease is None:
         raise SyncInProgress(f"A sync of {account.name} is already running")
+    try:
+        return _sync(account, lease, full)
+    finally:
+        lease.release()
+        # The caller's instance too, so saving it later cannot write the lease back.
+        account.sync_lock_until, account.sync_lock_token, account.sync_lock_owner = None, "", ""
+
+
+def _sync(account: ProviderAccount, lease: SyncLease, full: bool) -> SyncResult:
     account.refresh_from_db()
     started = timezone.now()
     t0 = time.monotonic()
@@ -131,25 +202,31 @@ def catalog_sync(*, account: ProviderAccount, full: bool = False) -> SyncResult:
         pages = _Pages(
             driver.iter_image_changes(account.sync_cursor) if incremental else driver.iter_image_pages(),
             account.sync_cursor if incremental else "",
+            lease,
         )
         image_merge = CatalogMerge(Image, IMAGE_COLUMNS)
-        image_merge.stage_pages(pages, image_row_values)
+        image_merge.stage_pages(pages, image_stage_row)
         instance_merge: CatalogMerge | None = CatalogMerge(Instance, INSTANCE_COLUMNS)
         try:
-            instance_merge.stage_pages(driver.iter_instance_pages(), instance_row_values)
+            instance_merge.stage_pages(
+                _with_heartbeat(driver.iter_instance_pages(), lease), instance_row_values
+            )
         except NotSupported:
             instance_merge = None
+        lease.renew()  # a full term for the merge
         now = timezone.now()
         with transaction.atomic():
             images, instances, version = _merge(
-                account, image_merge, instance_merge, now, started, previous_success, incremental
+                account, lease, image_merge, instance_merge, now, started, previous_success, incremental
             )
             purged = 0 if incremental else _purge_vanished(account, now)
-    except ProviderError as exc:
+    except SyncLeaseLost as exc:
+        _record_run_failure(run, exc, time.monotonic() - t0)
+        logger.warning("sync of %s stopped: %s", account.name, exc)
+        raise
+    except Exception as exc:
         _record_failure(account, run, exc, time.monotonic() - t0)
         raise
-    finally:
-        _release_lock(account, token)
     duration = time.monotonic() - t0
     fields = {
         "owner_identity": identity,
@@ -196,6 +273,7 @@ def catalog_sync(*, account: ProviderAccount, full: bool = False) -> SyncResult:
 
 def _merge(
     account: ProviderAccount,
+    lease: SyncLease,
     image_merge: CatalogMerge,
     instance_merge: CatalogMerge | None,
     now: datetime,
@@ -203,12 +281,20 @@ def _merge(
     previous_success: datetime | None,
     incremental: bool,
 ) -> tuple[MergeResult, MergeResult | None, int]:
-    """Both merges under the account's row lock, writing one new catalog version."""
+    """Both merges under the account's row lock, writing one new catalog version.
+
+    The row lock also keeps the lease: nobody can take it over until this
+    transaction ends, and it is renewed in the transaction, so it is fresh
+    when the row lock goes.
+    """
     current = (
         ProviderAccount.objects.select_for_update()
-        .filter(pk=account.pk)
+        .filter(pk=account.pk, sync_lock_token=lease.token)
         .values_list("catalog_version", flat=True)
-    ).get()
+    ).first()
+    if current is None:
+        raise SyncLeaseLost("The sync lease expired and another sync took it over")
+    lease.renew()
     version = current + 1
     common = {"account_id": account.pk, "now": now, "listed_before": started, "version": version}
     images = image_merge.merge(
@@ -258,10 +344,24 @@ def _interval(account: ProviderAccount, now: datetime) -> int:
     return account.sync_interval
 
 
-def _record_failure(account: ProviderAccount, run: SyncRun, exc: ProviderError, duration: float) -> None:
+def _record_run_failure(run: SyncRun, exc: Exception, duration: float) -> str:
+    error = f"{type(exc).__name__}: {exc}"
+    SyncRun.objects.filter(pk=run.pk).update(
+        kind=run.kind,
+        outcome=SyncRun.Outcome.FAILED,
+        finished_at=timezone.now(),
+        duration=duration,
+        error=error,
+    )
+    return error
+
+
+def _record_failure(account: ProviderAccount, run: SyncRun, exc: Exception, duration: float) -> None:
+    """A failed sync on its run and its account: backoff, and a flag for operators
+    after repeated failures or rejected credentials."""
+    error = _record_run_failure(run, exc, duration)
     now = timezone.now()
     failures = account.consecutive_failures + 1
-    error = f"{type(exc).__name__}: {exc}"
     ProviderAccount.objects.filter(pk=account.pk).update(
         last_sync_failed_at=now,
         last_sync_error=error,
@@ -272,11 +372,11 @@ def _record_failure(account: ProviderAccount, run: SyncRun, exc: ProviderError, 
         # Back off: a failing account is retried later than a healthy one.
         next_sync_at=now + timedelta(seconds=min(account.sync_interval * failures, 3600)),
     )
-    SyncRun.objects.filter(pk=run.pk).update(
-        kind=run.kind, outcome=SyncRun.Outcome.FAILED, finished_at=now, duration=duration, error=error
-    )
     account.refresh_from_db()
-    logger.warning("sync of %s failed: %s", account.name, error)
+    if isinstance(exc, ProviderError):
+        logger.warning("sync of %s failed: %s", account.name, error)
+    else:
+        logger.exception("sync of %s failed: %s", account.name, error)
 
 
 # -- asking for a sync -------------------------------------------------------------------

@@ -205,6 +205,9 @@ DELTAWEB_IMAGE_DESCRIPTION_MAX_LENGTH = 1024
 # Images the provider stopped listing stay (hidden, DELETED in the delta feed)
 # this long, then are forgotten.
 DELTAWEB_VANISHED_RETENTION_SECONDS = env.int("DELTAWEB_VANISHED_RETENTION_SECONDS", default=7 * 24 * 3600)
+# A sync holds its account's lease this long past its last renewal (it renews
+# between pages): a killed sync blocks its account at most this long.
+DELTAWEB_SYNC_LEASE_SECONDS = env.float("DELTAWEB_SYNC_LEASE_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULE["reap-operations"] = {
     "task": "images.tasks.operations_reap_task",
     "schedule": DELTAWEB_REAPER_TICK,
