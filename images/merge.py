@@ -326,7 +326,6 @@ class CatalogMerge:
         )
         removed = max(cursor.rowcount, 0)
         self._planner_settings(cursor, restore)
-        self.staged -= removed
         return removed
 
     def _insert_new(self, cursor: Any, account_id: int, version: int, now: Any, on_conflict: str) -> int:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 
 from images import services, sync
-from images.models import Image, ProviderAccount
+from images.models import Image, ProviderAccount, SyncRun
 from providers.exceptions import AuthFailure, Unavailable
 from tests.conftest import make_account
 
@@ -153,18 +156,103 @@ def test_one_sync_per_account_at_a_time(mock_account, monkeypatch):
     assert len(listings) == 2
 
 
-def test_a_crashed_sync_lock_expires(mock_account):
-    from datetime import timedelta
-
+def test_a_crashed_sync_lease_expires_and_its_run_is_recorded_as_abandoned(mock_account):
+    # given: a sync whose process died holds the lease, its run still "running"
+    dead_run = SyncRun.objects.create(account=mock_account)
     ProviderAccount.objects.filter(pk=mock_account.pk).update(
-        sync_lock_until=timezone.now() + timedelta(minutes=5), sync_lock_token="dead-worker"
+        sync_lock_until=timezone.now() + timedelta(seconds=30),
+        sync_lock_token="dead-worker",
+        sync_lock_owner="elsewhere:4242",
     )
+    # then: no other sync runs while the lease lasts
     with pytest.raises(sync.SyncInProgress):
         sync.catalog_sync(account=mock_account)
+    # when: the lease expires, the next sync takes it over
     ProviderAccount.objects.filter(pk=mock_account.pk).update(
         sync_lock_until=timezone.now() - timedelta(seconds=1)
     )
     assert sync.catalog_sync(account=mock_account).images.created == 3
+    dead_run.refresh_from_db()
+    assert dead_run.outcome == SyncRun.Outcome.FAILED and dead_run.error.startswith("Abandoned")
+    mock_account.refresh_from_db()
+    assert (mock_account.sync_lock_until, mock_account.sync_lock_token, mock_account.sync_lock_owner) == (
+        None,
+        "",
+        "",
+    )
+
+
+def test_the_default_lease_blocks_a_dead_syncs_account_for_a_minute_at_most(settings):
+    assert 0 < settings.DELTAWEB_SYNC_LEASE_SECONDS <= 60
+
+
+def _watch_pages(monkeypatch, account, on_page):
+    """Calls ``on_page(number)`` as the mock cloud hands out each page of images."""
+    driver_class = type(services.build_driver(account=account))
+    original = driver_class.iter_image_pages
+
+    def pages(self):
+        for number, page in enumerate(original(self)):
+            on_page(number)
+            yield page
+
+    monkeypatch.setattr(driver_class, "iter_image_pages", pages)
+
+
+def test_a_sync_renews_its_lease_between_pages(api_user, settings, monkeypatch):
+    # given: a lease of 1.2 s (renewed every 0.2 s) and pages 0.25 s apart
+    settings.DELTAWEB_SYNC_LEASE_SECONDS = 1.2
+    account = make_account("paged", users=[api_user], params={"page_size": 1, "list_delay": 0.25})
+    seen = []
+    _watch_pages(
+        monkeypatch,
+        account,
+        lambda n: seen.append(ProviderAccount.objects.get(pk=account.pk).sync_lock_until),
+    )
+    # when
+    started = timezone.now()
+    sync.catalog_sync(account=account)
+    # then: each page found the lease extended, never lapsed
+    assert len(seen) == 3 and seen[0] < seen[1] < seen[2]
+    assert seen[-1] > started + timedelta(seconds=1.2)
+
+
+def test_a_sync_whose_lease_was_taken_over_stops_and_changes_nothing(api_user, settings, monkeypatch):
+    # given: a sync that stalls after its first page longer than its lease,
+    # and another sync that took the lease over meanwhile
+    settings.DELTAWEB_SYNC_LEASE_SECONDS = 0.3
+    account = make_account("stalled", users=[api_user], params={"page_size": 1})
+
+    def stall(number):
+        if number == 1:
+            ProviderAccount.objects.filter(pk=account.pk).update(
+                sync_lock_token="other-sync", sync_lock_until=timezone.now() + timedelta(seconds=30)
+            )
+            time.sleep(0.1)
+
+    _watch_pages(monkeypatch, account, stall)
+    # when / then
+    with pytest.raises(sync.SyncLeaseLost):
+        sync.catalog_sync(account=account)
+    assert not Image.objects.filter(account=account).exists()
+    run = SyncRun.objects.get(account=account)
+    assert run.outcome == SyncRun.Outcome.FAILED and "SyncLeaseLost" in run.error
+    account.refresh_from_db()
+    assert account.sync_lock_token == "other-sync"  # not released by the loser
+    assert (account.consecutive_failures, account.needs_attention) == (0, False)
+
+
+def test_an_unexpected_error_is_recorded_and_frees_the_lease(mock_account, monkeypatch):
+    def broken(number):
+        raise ValueError("a driver bug")
+
+    _watch_pages(monkeypatch, mock_account, broken)
+    with pytest.raises(ValueError):
+        sync.catalog_sync(account=mock_account)
+    run = SyncRun.objects.get(account=mock_account)
+    assert (run.outcome, run.error) == (SyncRun.Outcome.FAILED, "ValueError: a driver bug")
+    mock_account.refresh_from_db()
+    assert mock_account.sync_lock_token == "" and mock_account.last_sync_error == "ValueError: a driver bug"
 
 
 def test_sync_requests_are_merged(mock_account):
