@@ -91,6 +91,15 @@ class GeneratedDriver(Driver):
 # -- the per-case child process --------------------------------------------------------
 
 
+def _backend_cpu(pid: int) -> float | None:
+    """CPU seconds of a PostgreSQL backend on this machine (None when not readable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _case(account_name: str) -> None:
     import django
 
@@ -98,17 +107,25 @@ def _case(account_name: str) -> None:
     from providers import registry
 
     registry.DRIVERS[DRIVER_NAME] = f"{__name__}.GeneratedDriver"
+    from django.db import connection
+
     from images import services, sync
     from images.models import ProviderAccount
 
     account = ProviderAccount.objects.get(name=account_name)
     driver = services.build_driver(account=account)
-    started = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()" if connection.vendor == "postgresql" else "SELECT 0")
+        backend = cursor.fetchone()[0]
+    wall, cpu = time.monotonic(), time.process_time()
     listed = sum(len(page) for page in driver.iter_image_pages())
-    generation = time.monotonic() - started
-    started = time.monotonic()
+    generation, generation_cpu = time.monotonic() - wall, time.process_time() - cpu
+    db_cpu = _backend_cpu(backend) if backend else None
+    wall, cpu = time.monotonic(), time.process_time()
     result = sync.catalog_sync(account=account, full=True)
-    elapsed = time.monotonic() - started
+    elapsed, sync_cpu = time.monotonic() - wall, time.process_time() - cpu
+    if db_cpu is not None:
+        db_cpu = _backend_cpu(backend) - db_cpu
     images = result.images
     print(
         json.dumps(
@@ -116,6 +133,9 @@ def _case(account_name: str) -> None:
                 "listed": listed,
                 "generation": generation,
                 "sync": elapsed,
+                "generation_cpu": generation_cpu,
+                "sync_cpu": sync_cpu,
+                "db_cpu": db_cpu,
                 "created": images.created,
                 "updated": images.updated,
                 "missing": images.missing,
@@ -168,17 +188,25 @@ def run(env: dict[str, str], images: int, changes: int) -> list[str]:
     _set_params(env, "generated-empty", {"count": 0})
     empty = _run_case(env, "generated-empty")
     rows = [
-        f"generated in-memory listing of {images:,} images ({base.get('page_size', 1000)} per page); "
-        "sync time = (generation + sync) - generation, each case in its own process",
-        f"  {'case':<20} {'sync':>8} {'generation':>11} {'rows (new/changed/missing)':>28} {'peak RSS':>9}",
+        f"generated in-memory listing of {images:,} images (1000 per page), each case in its own process;",
+        "sync = (generation + sync) - generation; "
+        "CPU = this process's (likewise net) + the database backend's",
+        f"  {'case':<20} {'sync':>8} {'generation':>11} {'CPU (py + db)':>20} "
+        f"{'rows (new/changed/missing)':>28} {'peak RSS':>9}",
     ]
-    for label, params in cases:
-        _set_params(env, account, params)
-        r = _run_case(env, account)
-        net = r["sync"] - r["generation"]
+    for label, params in [*cases, ("empty catalog", None)]:
+        if params is None:
+            r = empty
+        else:
+            _set_params(env, account, params)
+            r = _run_case(env, account)
+        py_cpu = r["sync_cpu"] - r["generation_cpu"]
+        cpu = f"{py_cpu:.2f}" + (f" + {r['db_cpu']:.2f}" if r["db_cpu"] is not None else "")
         counts = f"{r['created']}/{r['updated']}/{r['missing']}"
-        rows.append(f"  {label:<20} {net:7.2f}s {r['generation']:10.2f}s {counts:>28} {r['rss']:>5} MiB")
-    rows.append(f"  {'empty catalog':<20} {empty['sync']:7.2f}s {'':>11} {'0/0/0':>28} {empty['rss']:>5} MiB")
+        rows.append(
+            f"  {label:<20} {r['sync'] - r['generation']:7.2f}s {r['generation']:10.2f}s {cpu:>19}s "
+            f"{counts:>28} {r['rss']:>5} MiB"
+        )
     return rows
 
 

@@ -1,8 +1,8 @@
 """Set-based merge of a provider listing into the cache.
 
-A listing is staged into a temporary table as it arrives (COPY on
-PostgreSQL), so memory never holds more than one provider page. Only after
-the whole listing arrived does one short transaction write the rows that
+A listing is staged into a temporary table as it arrives
+(``images.staging``), so memory never holds more than a provider page or
+two. Only after the whole listing arrived does one short transaction write the rows that
 really changed and mark the rows the provider no longer lists as missing.
 A listing that fails half way therefore changes nothing. ``images.sync``
 drives it.
@@ -20,19 +20,15 @@ for development and tests, compares every row column by column.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-from django.db import DatabaseError, IntegrityError, connection, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 
-# Encoded rows are sent to PostgreSQL in COPY batches of about this size.
-COPY_BATCH_BYTES = 1024 * 1024
-# PostgreSQL session memory for temp tables (8 MB by default): a stage of
-# 100,000 images is about 40 MB.
-TEMP_BUFFERS = "64MB"
+from images.staging import Stage
+
 # For the merge's transaction: memory for hashing a whole catalog, and no JIT
 # (right after a large first sync the statistics still say the account has a
 # handful of rows, and such wrong estimates make the JIT compile the
@@ -53,48 +49,6 @@ class MergeResult:
     @property
     def changed(self) -> bool:
         return bool(self.created or self.updated or self.missing)
-
-
-def _mapping_to_dict(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _without_nul(value: Any) -> Any:
-    """The value with NUL characters removed: PostgreSQL text cannot hold them."""
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, Mapping):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_without_nul(v) for v in value]
-    return value
-
-
-def encode_row(values: Sequence[Any]) -> bytes:
-    """One row's values as the JSON document that is staged (and hashed)."""
-    doc = orjson.dumps(values, default=_mapping_to_dict, option=orjson.OPT_SORT_KEYS)
-    if b"\\u0000" in doc:
-        doc = orjson.dumps(_without_nul(values), default=_mapping_to_dict, option=orjson.OPT_SORT_KEYS)
-    return doc
-
-
-def _copy_text(value: str) -> bytes:
-    """A text value in COPY's text format."""
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        value = value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return value.replace("\x00", "").encode()
-
-
-def _temp_buffers(cursor: Any) -> None:
-    """PostgreSQL accepts this only before the session first touches a temp
-    table; later syncs on the same connection keep what the first one set."""
-    try:
-        with transaction.atomic():
-            cursor.execute("SET temp_buffers = %s", [TEMP_BUFFERS])
-    except DatabaseError:
-        pass
 
 
 class CatalogMerge:
@@ -121,56 +75,8 @@ class CatalogMerge:
         self, pages: Iterable[Sequence[Any]], to_row: Callable[[Any], tuple[str, Sequence[Any]]]
     ) -> int:
         """Stage every page; ``to_row`` turns a driver object into (external_id, values)."""
-        self.staged = 0
-        with connection.cursor() as cursor:
-            if self.postgresql:
-                _temp_buffers(cursor)
-                # No index: the merge joins the whole stage at once (hash joins).
-                cursor.execute(
-                    f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} (seq integer, external_id text, doc text)"
-                )
-                cursor.execute(f"TRUNCATE {self.stage}")
-                self._copy_pages(cursor, pages, to_row)
-            else:
-                cursor.execute(
-                    f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} (external_id text PRIMARY KEY, doc text)"
-                )
-                cursor.execute(f"DELETE FROM {self.stage}")
-                self._insert_pages(cursor, pages, to_row)
+        self.staged = Stage(self.stage).fill(pages, to_row)
         return self.staged
-
-    def _copy_pages(self, cursor: Any, pages: Iterable[Sequence[Any]], to_row: Callable) -> None:
-        batch: list[bytes] = []
-        size = seq = 0
-        for page in pages:
-            for obj in page:
-                eid, values = to_row(obj)
-                doc = encode_row(values)
-                if b"\\" in doc:  # JSON escapes, which COPY would read as its own
-                    doc = doc.replace(b"\\", b"\\\\")
-                seq += 1
-                line = b"%d\t%s\t%s\n" % (seq, _copy_text(eid), doc)
-                batch.append(line)
-                size += len(line)
-            # Only between pages, so the connection is free for the lease's heartbeat.
-            if size >= COPY_BATCH_BYTES:
-                self._copy(cursor, batch)
-                batch, size = [], 0
-        self._copy(cursor, batch)
-        self.staged = seq
-
-    def _copy(self, cursor: Any, lines: list[bytes]) -> None:
-        if lines:
-            with cursor.cursor.copy(f"COPY {self.stage} (seq, external_id, doc) FROM STDIN") as copy:
-                copy.write(b"".join(lines))
-
-    def _insert_pages(self, cursor: Any, pages: Iterable[Sequence[Any]], to_row: Callable) -> None:
-        sql = f"INSERT OR REPLACE INTO {self.stage} (external_id, doc) VALUES (%s, %s)"
-        for page in pages:
-            rows = [(eid, encode_row(values).decode()) for eid, values in map(to_row, page)]
-            if rows:
-                cursor.executemany(sql, rows)
-                self.staged += len(rows)
 
     # -- merging -------------------------------------------------------------
 
@@ -243,6 +149,11 @@ class CatalogMerge:
         """One join of the stage with the account's rows finds what is new,
         changed or gone (the delta); only those rows are then parsed and written."""
         restore = self._planner_settings(cursor, MERGE_SETTINGS)
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {self.table} WHERE account_id = %s)", [account_id])
+        if not cursor.fetchone()[0]:  # a first sync: everything listed is new
+            created = self._insert(cursor, f"{self.stage} s", account_id, version, now)
+            self._planner_settings(cursor, restore)
+            return created, 0, 0
         args = (cursor, account_id, before, gone is not None)
         delta = self._delta(*args)
         # A provider may list an id twice (pages shifting under it): the last
@@ -252,16 +163,8 @@ class CatalogMerge:
             delta = self._delta(*args)
         created = updated = missing = 0
         if delta:
-            try:
-                with transaction.atomic():
-                    created = self._insert_new(cursor, account_id, version, now, "")
-            except IntegrityError:
-                # A new id listed twice, or inserted meanwhile (an API lookup):
-                # such a row is left as it is; it has no hash, so the next sync compares it.
-                if self._dedupe(cursor):
-                    delta = self._delta(*args)
-                conflict = " ON CONFLICT (account_id, external_id) DO NOTHING"
-                created = self._insert_new(cursor, account_id, version, now, conflict)
+            new_rows = f"{self.delta} s WHERE s.row_id IS NULL AND s.seq IS NOT NULL"
+            created = self._insert(cursor, new_rows, account_id, version, now, lambda: self._delta(*args))
             updated = self._update_changed(cursor, version, now)
             if gone is not None:
                 cursor.execute(
@@ -328,18 +231,35 @@ class CatalogMerge:
         self._planner_settings(cursor, restore)
         return removed
 
-    def _insert_new(self, cursor: Any, account_id: int, version: int, now: Any, on_conflict: str) -> int:
-        t = self.table
+    def _insert(
+        self,
+        cursor: Any,
+        source: str,
+        account_id: int,
+        version: int,
+        now: Any,
+        after_dedupe: Callable[[], object] = lambda: None,
+    ) -> int:
+        """Insert the new rows of ``source`` (staged rows, as ``s``); returns how many."""
         cols = ", ".join(self.columns) + (", changed_version" if self.versioned else "")
         values = ", ".join(self._values_sql("d.j")) + (", %s" if self.versioned else "")
-        cursor.execute(
-            f"INSERT INTO {t} (account_id, external_id, content_hash, {cols}, first_seen, last_seen) "
-            f"SELECT %s, d.external_id, d.content_hash, {values}, %s, %s FROM (SELECT external_id, "
-            f"{DOC_HASH} AS content_hash, s.doc::jsonb AS j FROM {self.delta} s "
+        sql = (
+            f"INSERT INTO {self.table} "
+            f"(account_id, external_id, content_hash, {cols}, first_seen, last_seen) "
+            f"SELECT %s, d.external_id, d.content_hash, {values}, %s, %s FROM (SELECT s.external_id, "
             # OFFSET 0 keeps the subquery whole: each document is parsed once, not once per column.
-            f"WHERE s.row_id IS NULL AND s.seq IS NOT NULL OFFSET 0) d{on_conflict}",
-            [account_id, *([version] * self.versioned), now, now],
+            f"{DOC_HASH} AS content_hash, s.doc::jsonb AS j FROM {source} OFFSET 0) d"
         )
+        params = [account_id, *([version] * self.versioned), now, now]
+        try:
+            with transaction.atomic():
+                cursor.execute(sql, params)
+        except IntegrityError:
+            # A new id listed twice, or inserted meanwhile (an API lookup): such
+            # a row is left as it is; it has no hash, so the next sync compares it.
+            if self._dedupe(cursor):
+                after_dedupe()
+            cursor.execute(sql + " ON CONFLICT (account_id, external_id) DO NOTHING", params)
         return max(cursor.rowcount, 0)
 
     def _update_changed(self, cursor: Any, version: int, now: Any) -> int:

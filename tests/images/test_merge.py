@@ -22,17 +22,15 @@ pytestmark = pytest.mark.django_db
 postgresql_only = pytest.mark.skipif("connection.vendor != 'postgresql'")
 
 
-def image(image_id: str, description: str = "plain", **fields) -> ProviderImage:
+def image(image_id: str, description: str | None = "plain", **fields) -> ProviderImage:
+    defaults = {"owner_id": "mockuser", "hardware_profiles": ("m1-small",), "extra": {"b": 1, "a": [1, 2]}}
     return ProviderImage(
         id=image_id,
         name=image_id,
         state=ImageState.AVAILABLE,
         raw_state="available",
         description=description,
-        owner_id="mockuser",
-        hardware_profiles=("m1-small",),
-        extra={"b": 1, "a": [1, 2]},
-        **fields,
+        **{**defaults, **fields},
     )
 
 
@@ -182,3 +180,12 @@ def test_an_unchanged_sync_costs_the_same_queries_whatever_the_catalog_size(api_
             result = sync.catalog_sync(account=account)
         assert result.images.staged == size and not result.images.changed
     assert counts.count(3) == counts.count(60)
+
+
+def test_sync_stages_the_same_values_as_a_single_image_store():
+    from images.services import image_row_values
+    from images.staging import encode_row
+
+    one = image("a", description=None, creation_time="2013-01-01", extra={"z": "é", "y": None})
+    assert image_stage_row(one)[0] == image_row_values(one)[0] == "a"
+    assert encode_row(image_stage_row(one)[1]) == encode_row(image_row_values(one)[1])
