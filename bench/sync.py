@@ -118,9 +118,10 @@ for name, owners, region in (("catalog", [], "us-east-1"), ("empty", ["self"], "
 
 
 def provider_listing_seconds(url: str, page_size: int) -> tuple[float, int]:
-    from providers.drivers.ec2 import EC2Driver
+    from providers import registry
 
-    driver = EC2Driver(
+    driver = registry.create(
+        "ec2",
         provider="us-east-1",
         params={"endpoint_url": url, "owners": [], "page_size": page_size, "read_timeout": 600},
         credentials={"access_key_id": "testing", "secret_access_key": "testing"},
