@@ -205,7 +205,11 @@ class CatalogMerge:
             f"WHERE {where}",
             params,
         )
-        return max(cursor.rowcount, 0)
+        found = max(cursor.rowcount, 0)
+        if found:
+            # So that writing a few rows probes them by id rather than hashing the whole table.
+            cursor.execute(f"ANALYZE {self.delta}")
+        return found
 
     def _listed_twice(self, cursor: Any) -> bool:
         """Whether a listed row of the delta that exists has more than one staged copy."""
