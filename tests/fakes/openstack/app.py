@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -142,8 +143,15 @@ class Ctx:
         return self.request.args.get(name)
 
 
+def status_line(code: int) -> str:
+    """``403 Forbidden``, not werkzeug's ``403 FORBIDDEN``: clients show the phrase."""
+    return f"{code} {HTTPStatus(code).phrase}"
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(data), status=status, headers=headers or {}, content_type="application/json")
+    return Response(
+        json.dumps(data), status=status_line(status), headers=headers or {}, content_type="application/json"
+    )
 
 
 def retry_after_header(seconds: int, http_date: bool) -> str:
@@ -349,7 +357,7 @@ class FakeCloud:
             }
             return json_response(body, err.status, headers)
         text = f"{status}\n\n{err.message}\n\n   "
-        return Response(text, status=err.status, headers=headers, content_type="text/plain")
+        return Response(text, status=status_line(err.status), headers=headers, content_type="text/plain")
 
     def keystone_error(self, err: HTTPError) -> dict[str, Any]:
         return {"error": {"code": err.status, "message": err.message, "title": TITLES.get(err.status)}}

@@ -1,0 +1,102 @@
+"""openstacksdk connections for the OpenStack and Rackspace drivers.
+
+Keystone plugins for each way an account may log in (v3 password, v3
+application credential, v2.0 password, Rackspace's v2.0 API key), one
+keystoneauth session per driver, and a ``Connection`` bound to the account's
+region and endpoint interface. keystoneauth re-authenticates once when a
+service answers 401 to a token it believed valid (a token expired or revoked
+cloud-side), which is the "token expiry mid-sync" case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+
+import openstack.connection
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v2, v3
+from keystoneauth1.identity.base import BaseIdentityPlugin
+
+AUTH_TYPES = ("password", "v3applicationcredential", "v2password", "rax_apikey")
+
+
+class RaxApiKey(v2.Auth):
+    """Rackspace Identity v2.0 with ``RAX-KSKEY:apiKeyCredentials`` (username + API key)."""
+
+    def __init__(self, auth_url: str, *, username: str, api_key: str, tenant_id: str | None = None) -> None:
+        super().__init__(auth_url, tenant_id=tenant_id)
+        self.username = username
+        self.api_key = api_key
+
+    def get_auth_data(self, headers: MutableMapping[str, str] | None = None) -> dict[str, object]:
+        return {"RAX-KSKEY:apiKeyCredentials": {"username": self.username, "apiKey": self.api_key}}
+
+    def __repr__(self) -> str:  # never show the key
+        return f"<RaxApiKey username={self.username!r}>"
+
+
+def versioned(auth_url: str, version: str) -> str:
+    """The auth URL with its Keystone version, however the operator wrote it."""
+    url = auth_url.rstrip("/")
+    for known in ("/v3", "/v2.0"):
+        if url.endswith(known):
+            url = url[: -len(known)]
+    return f"{url}/{version}"
+
+
+def auth_plugin(
+    auth_type: str,
+    auth_url: str,
+    *,
+    username: str = "",
+    password: str = "",
+    api_key: str = "",
+    project_name: str = "",
+    project_id: str = "",
+    user_domain_name: str = "Default",
+    project_domain_name: str = "Default",
+    application_credential_id: str = "",
+    application_credential_secret: str = "",
+) -> BaseIdentityPlugin:
+    """The keystoneauth plugin for one account's way of logging in."""
+    if auth_type == "password":
+        return v3.Password(
+            auth_url=versioned(auth_url, "v3"),
+            username=username,
+            password=password,
+            user_domain_name=user_domain_name,
+            project_name=project_name or None,
+            project_id=project_id or None,
+            project_domain_name=project_domain_name if project_name else None,
+        )
+    if auth_type == "v3applicationcredential":
+        return v3.ApplicationCredential(
+            auth_url=versioned(auth_url, "v3"),
+            application_credential_id=application_credential_id,
+            application_credential_secret=application_credential_secret,
+        )
+    if auth_type == "v2password":
+        return v2.Password(
+            auth_url=versioned(auth_url, "v2.0"),
+            username=username,
+            password=password,
+            tenant_name=project_name or None,
+            tenant_id=project_id or None,
+        )
+    if auth_type == "rax_apikey":
+        return RaxApiKey(
+            versioned(auth_url, "v2.0"), username=username, api_key=api_key, tenant_id=project_id or None
+        )
+    raise ValueError(f"Unknown auth_type {auth_type!r}; choose one of {', '.join(AUTH_TYPES)}")
+
+
+def connect(
+    plugin: BaseIdentityPlugin, *, region: str, interface: str, timeout: float, verify: bool | str = True
+) -> openstack.connection.Connection:
+    """A Connection for one region and interface; nothing is sent until first use."""
+    session = ks_session.Session(
+        auth=plugin, timeout=timeout, verify=verify, app_name="deltaweb", app_version="1"
+    )
+    return openstack.connection.Connection(
+        session=session, region_name=region or None, interface=interface, strict_proxies=False
+    )
