@@ -97,7 +97,9 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def glance_image(raw: Mapping[str, Any], *, default_architecture: str, failure_reason: str = "") -> ProviderImage:
+def glance_image(
+    raw: Mapping[str, Any], *, default_architecture: str, failure_reason: str = ""
+) -> ProviderImage:
     """One Glance v2 image document (base fields and properties side by side)."""
     status = str(raw.get("status") or "")
     state = GLANCE_STATES.get(status, ImageState.UNKNOWN)

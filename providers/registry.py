@@ -24,6 +24,8 @@ from providers.params import ParamSpec, parse, specs
 DRIVERS: dict[str, str] = {
     "ec2": "providers.drivers.ec2.EC2Driver",
     "mock": "providers.drivers.mock.MockDriver",
+    "openstack": "providers.drivers.openstack.OpenStackDriver",
+    "rackspace": "providers.drivers.rackspace.RackspaceDriver",
 }
 
 _settings: dict[str, dict[str, Any]] = {}

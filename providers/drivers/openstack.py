@@ -86,7 +86,9 @@ _FAILURE_CACHE_SIZE = 10_000
 class OpenStackParams:
     """Where the cloud is, which project and region, and what to cache."""
 
-    auth_url: str = param("Keystone's URL, e.g. https://keystone.example.com:5000 (a /v3 or /v2.0 suffix is fine).")
+    auth_url: str = param(
+        "Keystone's URL, e.g. https://keystone.example.com:5000 (a /v3 or /v2.0 suffix is fine)."
+    )
     auth_type: Literal["password", "v3applicationcredential", "v2password"] = param(
         "How the account logs in: Keystone v3 password, a v3 application credential, or v2.0 password "
         "(legacy clouds).",
@@ -244,7 +246,9 @@ class OpenStackDriver(Driver):
             return AuthFailure(f"{self.label} rejected the account's credentials: {message}", detail=detail)
         if status in (413, 429):
             wait = wire.retry_after(headers, body)
-            return Throttled(f"The {service} asked us to slow down: {message}", detail=detail, retry_after=wait)
+            return Throttled(
+                f"The {service} asked us to slow down: {message}", detail=detail, retry_after=wait
+            )
         if status == 404:
             return NotFound(message, detail=detail)
         if status == 409:
@@ -273,7 +277,9 @@ class OpenStackDriver(Driver):
     def compute_microversion(self) -> str | None:
         if self._microversion is None:
             with self._cloud("compute service"):
-                found = os_utils.maximum_supported_microversion(self.connection().compute, COMPUTE_MICROVERSION)
+                found = os_utils.maximum_supported_microversion(
+                    self.connection().compute, COMPUTE_MICROVERSION
+                )
             self._microversion = found or ""
         return self._microversion or None
 
@@ -294,7 +300,11 @@ class OpenStackDriver(Driver):
         except NotFound:  # clouds without the zone API: the region is the realm
             zones = []
         found = [
-            Realm(z["zoneName"], z["zoneName"], "AVAILABLE" if (z.get("zoneState") or {}).get("available") else "UNAVAILABLE")
+            Realm(
+                z["zoneName"],
+                z["zoneName"],
+                "AVAILABLE" if (z.get("zoneState") or {}).get("available") else "UNAVAILABLE",
+            )
             for z in zones
             if z.get("zoneName")
         ]
@@ -327,7 +337,9 @@ class OpenStackDriver(Driver):
         else:
             params = {} if self.params.visibility == "default" else {"visibility": self.params.visibility}
             if changes_since:
-                params.update({"updated_at": f"gte:{changes_since}", "sort_key": "updated_at", "sort_dir": "asc"})
+                params.update(
+                    {"updated_at": f"gte:{changes_since}", "sort_key": "updated_at", "sort_dir": "asc"}
+                )
             pages = self._pages("image", "/images", "images", params)
         for raw_page in pages:
             yield [self._image(raw) for raw in raw_page]
@@ -342,10 +354,15 @@ class OpenStackDriver(Driver):
     def _image(self, raw: Mapping[str, Any]) -> ProviderImage:
         if self.image_api == "compute":
             failed = wire.NOVA_IMAGE_STATES.get(str(raw.get("status", "")).upper()) == ImageState.FAILED
-            server_id = (raw.get("server") or {}).get("id") or (raw.get("metadata") or {}).get("instance_uuid")
+            server_id = (raw.get("server") or {}).get("id") or (raw.get("metadata") or {}).get(
+                "instance_uuid"
+            )
             reason = self._failure_reason(raw, server_id, raw.get("created")) if failed else ""
             return wire.nova_image(
-                raw, owner_id=self._tenant(), default_architecture=self.default_architecture, failure_reason=reason
+                raw,
+                owner_id=self._tenant(),
+                default_architecture=self.default_architecture,
+                failure_reason=reason,
             )
         failed = raw.get("status") == "killed"
         reason = self._failure_reason(raw, raw.get("instance_uuid"), raw.get("created_at")) if failed else ""
@@ -390,20 +407,32 @@ class OpenStackDriver(Driver):
         if not snaps:
             return ""
         # The action that made this image started when the image was created.
-        action = min(snaps, key=lambda a: (a.get("message") != "Error", abs(_seconds(a.get("start_time")) - _seconds(created))))
+        action = min(
+            snaps,
+            key=lambda a: (
+                a.get("message") != "Error",
+                abs(_seconds(a.get("start_time")) - _seconds(created)),
+            ),
+        )
         if action.get("message") != "Error":
             return ""
         detail = self._get("compute", f"/servers/{server_id}/os-instance-actions/{action['request_id']}")
         events = (detail.get("instanceAction") or {}).get("events") or []
         said = next((e.get("details") for e in events if e.get("result") == "Error" and e.get("details")), "")
-        return self.scrub(said) if said else f"Nova's createImage of server {server_id} failed ({action['request_id']})"
+        return (
+            self.scrub(said)
+            if said
+            else f"Nova's createImage of server {server_id} failed ({action['request_id']})"
+        )
 
     def create_image(self, *, instance_id: str, name: str, description: str | None = None) -> ProviderImage:
         name = name or ""
         if not name.strip() or len(name) > IMAGE_NAME_MAX:
             raise InvalidParameter(f"Image names must be 1 to {IMAGE_NAME_MAX} characters long")
         if name != name.strip() or any(ord(c) < 32 for c in name):
-            raise InvalidParameter("Image names may not start or end with spaces or contain control characters")
+            raise InvalidParameter(
+                "Image names may not start or end with spaces or contain control characters"
+            )
         instance = self.get_instance(instance_id)
         if instance is None:
             raise NotFound(f"Instance {instance_id} not found")

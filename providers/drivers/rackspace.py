@@ -60,9 +60,14 @@ class RackspaceDriver(OpenStackDriver):
 
     def auth_plugin(self) -> BaseIdentityPlugin:
         if self.provider not in REGIONS:
-            raise InvalidParameter(f"Rackspace region must be one of {', '.join(REGIONS)}, not {self.provider!r}")
+            raise InvalidParameter(
+                f"Rackspace region must be one of {', '.join(REGIONS)}, not {self.provider!r}"
+            )
         if not (self.credentials.username and self.credentials.api_key):
             raise AuthFailure("Rackspace logins need a username and an API key")
         return auth_plugin(
-            "rax_apikey", self.params.auth_url, username=self.credentials.username, api_key=self.credentials.api_key
+            "rax_apikey",
+            self.params.auth_url,
+            username=self.credentials.username,
+            api_key=self.credentials.api_key,
         )

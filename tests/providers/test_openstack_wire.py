@@ -34,7 +34,9 @@ def test_recorded_image_list_parses():
     status, body = recorded("test_0002_must_return_list_of_images.yml", "/images/detail")
 
     # when
-    (image,) = [wire.nova_image(raw, owner_id="e827", default_architecture="x86_64") for raw in body["images"]]
+    (image,) = [
+        wire.nova_image(raw, owner_id="e827", default_architecture="x86_64") for raw in body["images"]
+    ]
 
     # then
     assert status == 200
@@ -49,7 +51,9 @@ def test_recorded_image_list_parses():
 
 def test_recorded_single_image_parses_like_the_list():
     _, listed = recorded("test_0002_must_return_list_of_images.yml", "/images/detail")
-    _, shown = recorded("test_0004_must_allow_to_retrieve_single_image.yml", "/images/bf7ce59a-d9f9-45d4-9313-f45b16436602")
+    _, shown = recorded(
+        "test_0004_must_allow_to_retrieve_single_image.yml", "/images/bf7ce59a-d9f9-45d4-9313-f45b16436602"
+    )
     as_listed = wire.nova_image(listed["images"][0], owner_id="", default_architecture="x86_64")
     assert wire.nova_image(shown["image"], owner_id="", default_architecture="x86_64") == as_listed
 
@@ -92,7 +96,10 @@ def test_architecture_keys_and_default():
     assert wire.architecture({}, "x86_64") == "x86_64"
     assert wire.architecture({"architecture": " "}, "") == ""
     assert wire.architecture({"org.openstack__1__architecture": "x64"}, "") == "x86_64"
-    assert wire.architecture({"hw_architecture": "aarch64", "org.openstack__1__architecture": "x64"}, "") == "aarch64"
+    assert (
+        wire.architecture({"hw_architecture": "aarch64", "org.openstack__1__architecture": "x64"}, "")
+        == "aarch64"
+    )
 
 
 @pytest.mark.parametrize(
@@ -134,7 +141,9 @@ def test_glance_image_fields():
     assert image.extra == {"visibility": "shared", "protected": True, "size": 42}
 
 
-@pytest.mark.parametrize("status", ["QUEUED", "PREPARING", "SAVING", "ACTIVE", "FAILED", "UNKNOWN", "DELETED"])
+@pytest.mark.parametrize(
+    "status", ["QUEUED", "PREPARING", "SAVING", "ACTIVE", "FAILED", "UNKNOWN", "DELETED"]
+)
 def test_rackspace_statuses_are_the_raw_state(status):
     image = wire.nova_image(
         {"id": "r1", "name": "snap", "status": status, "metadata": {"image_type": "snapshot"}},
@@ -149,24 +158,37 @@ def test_server_refusals():
     assert wire.server_refusal({"id": "s", "status": "ACTIVE"}) == ""
     assert wire.server_refusal({"id": "s", "status": "SHUTOFF", "OS-EXT-STS:task_state": None}) == ""
     assert "ERROR" in wire.server_refusal({"id": "s", "status": "ERROR"})
-    assert "image_uploading" in wire.server_refusal({"id": "s", "status": "ACTIVE", "OS-EXT-STS:task_state": "image_uploading"})
+    assert "image_uploading" in wire.server_refusal(
+        {"id": "s", "status": "ACTIVE", "OS-EXT-STS:task_state": "image_uploading"}
+    )
+
+
+NOVA_404 = '{"itemNotFound": {"code": 404, "message": "Instance x could not be found."}}'
+KEYSTONE_401 = (
+    '{"error": {"code": 401, "message": "The request you have made requires authentication.", '
+    '"title": "Unauthorized"}}'
+)
+GLANCE_404 = json.dumps(
+    {"message": "No image found with ID x<br /><br />\n\n\n", "code": "404 Not Found", "title": "Not Found"}
+)
+RACKSPACE_401 = '{"unauthorized": {"code": 401, "message": "Username or api key is invalid."}}'
 
 
 @pytest.mark.parametrize(
     ("body", "content_type", "message"),
     [
-        ('{"itemNotFound": {"code": 404, "message": "Instance x could not be found."}}', "application/json",
-         "Instance x could not be found."),
-        ('{"error": {"code": 401, "message": "The request you have made requires authentication.", '
-         '"title": "Unauthorized"}}', "application/json", "The request you have made requires authentication."),
-        ('{"message": "No image found with ID x<br /><br />\\n\\n\\n", "code": "404 Not Found", "title": "Not Found"}',
-         "application/json", "No image found with ID x"),
-        ("404 Not Found\n\nNo image found with ID x\n\n   ", "text/plain; charset=UTF-8", "No image found with ID x"),
-        ('{"unauthorized": {"code": 401, "message": "Username or api key is invalid."}}', "application/json",
-         "Username or api key is invalid."),
+        (NOVA_404, "application/json", "Instance x could not be found."),
+        (KEYSTONE_401, "application/json", "The request you have made requires authentication."),
+        (GLANCE_404, "application/json", "No image found with ID x"),
+        (
+            "404 Not Found\n\nNo image found with ID x\n\n   ",
+            "text/plain; charset=UTF-8",
+            "No image found with ID x",
+        ),
+        (RACKSPACE_401, "application/json", "Username or api key is invalid."),
         ("<html><body><h1>502 Bad Gateway</h1>nginx</body></html>", "text/html", "502 Bad Gateway nginx"),
     ],
-)  # fmt: skip
+)
 def test_error_messages_from_every_service(body, content_type, message):
     assert wire.error_message(body.encode(), content_type) == message
 

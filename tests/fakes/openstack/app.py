@@ -188,7 +188,13 @@ class FakeCloud:
     def start(self, port: int = 0) -> str:
         self._server = make_server("127.0.0.1", port, self.wsgi, threaded=True, request_handler=_QuietHandler)
         self.base = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openstack", daemon=True)
+        self._thread = threading.Thread(
+            # A short poll makes stop() quick; idle wake-ups cost next to nothing.
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-openstack",
+            daemon=True,
+        )
         self._thread.start()
         return self.base
 

@@ -188,18 +188,30 @@ class FakeOpenStack(FakeCloud):
 
         def settled(image: Image, at: float) -> None:
             server.task_state, server.updated = None, at
+            failed = image.failure
             event = action.events[0]
-            event.update(
-                finish_time=iso(at), result="Error" if failure else "Success", details=failure or None
-            )
-            action.message, action.updated_at = ("Error" if failure else None), at
-            if not failure:
+            event.update(finish_time=iso(at), result="Error" if failed else "Success", details=failed or None)
+            action.message, action.updated_at = ("Error" if failed else None), at
+            if not failed:
                 image.size, image.checksum = 1_073_741_824, uuid.uuid4().hex
 
         return self.state.add_image(
             region.name, name, server.project_id, self.queued_status,
-            visibility="private", properties=properties, progress=0, min_disk=20,
+            visibility="private", properties=properties, progress=0, min_disk=20, failure=failure,
             plan=self.snapshot_plan(now, bool(failure)), on_settled=settled,
         )  # fmt: skip
 
     queued_status = "queued"
+
+    def settle_snapshot(self, image_id: str, *, ok: bool, reason: str = "") -> None:
+        """Finish a snapshot now (tests that set ``snapshot_delay`` long): saved, or
+        failed with ``reason`` as Nova's instance action tells it."""
+        with self.state.lock:
+            region = next(r for r in self.state.regions.values() if image_id in r.images)
+            image = region.images[image_id]
+            now = self.state.now()
+            _, status, progress = self.snapshot_plan(now, not ok)[-1]
+            image.failure = "" if ok else reason or "The snapshot failed"
+            image.plan = [(now, status, progress)]
+            region.pending.add(image_id)
+            region.advance(now)

@@ -152,6 +152,8 @@ class Image:
     progress: int = 100
     # Pending status changes: (when, status, progress), in time order.
     plan: list[tuple[float, str, int]] = field(default_factory=list)
+    # Why a snapshot fails when its plan ends (Nova's instance action says it).
+    failure: str = ""
     # Called with (image, now) when the plan's last step is applied.
     on_settled: Callable[[Image, float], None] | None = None
 
