@@ -6,16 +6,36 @@ keystoneauth session per driver, and a ``Connection`` bound to the account's
 region and endpoint interface. keystoneauth re-authenticates once when a
 service answers 401 to a token it believed valid (a token expired or revoked
 cloud-side), which is the "token expiry mid-sync" case.
+
+``translated`` is where keystoneauth's and openstacksdk's exceptions become
+``providers.exceptions``, with each service's own error message.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any
 
 import openstack.connection
+from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v2, v3
 from keystoneauth1.identity.base import BaseIdentityPlugin
+from openstack import exceptions as os_exceptions
+
+from providers.exceptions import (
+    AuthFailure,
+    Conflict,
+    InvalidParameter,
+    InvalidState,
+    NotFound,
+    ProviderError,
+    ProviderTimeout,
+    Throttled,
+    Unavailable,
+)
+from providers.openstack_wire import error_message, retry_after
 
 AUTH_TYPES = ("password", "v3applicationcredential", "v2password", "rax_apikey")
 
@@ -100,3 +120,56 @@ def connect(
     return openstack.connection.Connection(
         session=session, region_name=region or None, interface=interface, strict_proxies=False
     )
+
+
+@contextmanager
+def translated(service: str, *, label: str, where: str, scrub: Callable[[str], str]) -> Iterator[None]:
+    """Run SDK calls to ``service`` ("image service"...) with their exceptions
+    turned into ``providers.exceptions``; ``scrub`` masks the account's secrets."""
+    try:
+        yield
+    except os_exceptions.HttpException as exc:
+        raise http_error(service, exc.status_code or 0, exc.response, label=label, scrub=scrub) from None
+    except ks_exceptions.HttpError as exc:
+        raise http_error(service, exc.http_status or 0, exc.response, label=label, scrub=scrub) from None
+    except ks_exceptions.ConnectTimeout as exc:
+        raise ProviderTimeout(scrub(f"The {service} did not answer in time: {exc}")) from None
+    except (ks_exceptions.ConnectionError, ks_exceptions.DiscoveryFailure) as exc:
+        raise Unavailable(scrub(f"The {service} could not be reached: {exc}")) from None
+    except (ks_exceptions.EndpointNotFound, os_exceptions.ServiceDisabledException) as exc:
+        raise ProviderError(
+            f"The cloud's catalog has no {service} for {where}", detail=scrub(str(exc))
+        ) from None
+    except (ks_exceptions.ClientException, os_exceptions.SDKException) as exc:
+        raise ProviderError(scrub(f"{type(exc).__name__}: {exc}")) from None
+    except ValueError as exc:  # a body that is not the JSON the service promised
+        raise Unavailable(f"The {service} answered with something that is not JSON: {exc}") from None
+
+
+def http_error(
+    service: str, status: int, response: Any, *, label: str, scrub: Callable[[str], str]
+) -> ProviderError:
+    """The typed error for an HTTP error answer, carrying the service's own words."""
+    body = response.content if response is not None else b""
+    headers = response.headers if response is not None else {}
+    message = scrub(error_message(body, headers.get("Content-Type", ""))) or f"HTTP {status}"
+    request_id = headers.get("x-openstack-request-id") or headers.get("x-compute-request-id") or ""
+    detail = f"{service}, HTTP {status}" + (f", request {request_id}" if request_id else "")
+    if status == 401:
+        return AuthFailure(f"{label} rejected the account's credentials: {message}", detail=detail)
+    if status in (413, 429):
+        wait = retry_after(headers, body)
+        return Throttled(f"The {service} asked us to slow down: {message}", detail=detail, retry_after=wait)
+    if status == 404:
+        return NotFound(message, detail=detail)
+    if status == 409:
+        # Nova's "Cannot 'createImage' instance X while it is in vm_state Y".
+        return (InvalidState if message.startswith("Cannot '") else Conflict)(message, detail=detail)
+    if status == 400:
+        return InvalidParameter(message, detail=detail)
+    if status == 504:
+        return ProviderTimeout(f"The {service} timed out: {message}", detail=detail)
+    if status >= 500:
+        return Unavailable(f"The {service} failed: {message}", detail=detail)
+    # 403 (a policy refusal) and the rest: the cloud said no; nothing the client can fix.
+    return ProviderError(f"The {service} refused: {message}", detail=detail)

@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -165,6 +166,57 @@ def nova_image(
     )
 
 
+def failed_snapshot(raw: Mapping[str, Any], *, nova: bool) -> tuple[str, str, str] | None:
+    """(status, server id, created) of a failed image (the server empty when no
+    server made it), or None when the image has not failed."""
+    if nova:
+        status = str(raw.get("status") or "").upper()
+        if NOVA_IMAGE_STATES.get(status) != ImageState.FAILED:
+            return None
+        server_id = (raw.get("server") or {}).get("id") or (raw.get("metadata") or {}).get("instance_uuid")
+        return status, str(server_id or ""), str(raw.get("created") or "")
+    status = str(raw.get("status") or "")
+    if GLANCE_STATES.get(status) != ImageState.FAILED:
+        return None
+    return status, str(raw.get("instance_uuid") or ""), str(raw.get("created_at") or "")
+
+
+def status_meaning(status: str) -> str:
+    return f"The cloud marked the image {status}: its data could not be saved"
+
+
+def failed_create_image(actions: list[Mapping[str, Any]], created: str) -> Mapping[str, Any] | None:
+    """Of a server's instance actions, the failed createImage that made an image
+    created at ``created``: the one that started closest to it."""
+    failed = [
+        a
+        for a in actions
+        if a.get("action") == "createImage" and a.get("request_id") and a.get("message") == "Error"
+    ]
+    if not failed:
+        return None
+    return min(failed, key=lambda a: abs(_seconds(a.get("start_time")) - _seconds(created)))
+
+
+def action_failure(detail: Mapping[str, Any], server_id: str) -> str:
+    """What an instance action's failed event says (microversion 2.84 shows non-admins
+    the ``details``), else which request failed."""
+    action = detail.get("instanceAction") or {}
+    for event in action.get("events") or ():
+        if event.get("result") == "Error" and event.get("details"):
+            return str(event["details"])
+    return f"Nova's createImage of server {server_id} failed ({action.get('request_id', 'no request id')})"
+
+
+def _seconds(text: Any) -> float:
+    """An OpenStack timestamp (with or without ``Z``; Nova's are naive UTC) in epoch seconds."""
+    try:
+        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
 def server_refusal(raw: Mapping[str, Any]) -> str:
     """Why createImage would be refused now, or "" when it would run."""
     sid, status = raw.get("id", ""), str(raw.get("status") or "").upper()
@@ -292,7 +344,5 @@ def retry_after(headers: Mapping[str, str], body: bytes | str = b"") -> float | 
     return None
 
 
-def _iso(text: str) -> Any:
-    from datetime import datetime
-
+def _iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))

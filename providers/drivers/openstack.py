@@ -11,8 +11,9 @@ request once. Images come from Glance v2 (or, for clouds without it, Nova's
 Listings read the services' JSON pages through the SDK's adapters rather than
 as SDK resource objects: building an ``openstack.image.v2.image.Image`` costs
 about 2.4 ms, four minutes for a 100,000-image catalog, where parsing the page
-costs a few seconds. Every call goes through ``_cloud()``, the one place where
-keystoneauth's and openstacksdk's exceptions become ``providers.exceptions``.
+costs a few seconds. Every call goes through ``_cloud()``, where keystoneauth's
+and openstacksdk's exceptions become ``providers.exceptions`` (the mapping
+itself is ``providers.openstack_client.translated``, shared with Rackspace).
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1.identity.base import BaseIdentityPlugin
 from openstack import exceptions as os_exceptions
 from openstack import utils as os_utils
@@ -46,16 +45,13 @@ from providers.base import (
 )
 from providers.exceptions import (
     AuthFailure,
-    Conflict,
     InvalidParameter,
     InvalidState,
     NotFound,
     ProviderError,
-    ProviderTimeout,
-    Throttled,
     Unavailable,
 )
-from providers.openstack_client import auth_plugin, connect
+from providers.openstack_client import auth_plugin, connect, translated
 from providers.params import param
 
 logger = logging.getLogger(__name__)
@@ -63,6 +59,7 @@ logger = logging.getLogger(__name__)
 # The newest Nova microversion whose answers this driver reads; the SDK
 # settles on the highest both sides speak (2.84 adds instance action details).
 COMPUTE_MICROVERSION = "2.96"
+IMAGE_PROXY_MICROVERSION = "2.35"
 IMAGE_NAME_MAX = 255
 JSON = {"Accept": "application/json"}
 CAPABILITIES = Capabilities(
@@ -160,7 +157,8 @@ class OpenStackDriver(Driver):
         super().__init__(**kwargs)
         self._lock = threading.Lock()
         self._conn: Any = None
-        self._microversion: str | None = None
+        self._microversions: dict[str, str | None] = {}
+        self._project_id: str | None = None
 
     # -- what differs between OpenStack accounts and Rackspace -------------------
 
@@ -212,76 +210,31 @@ class OpenStackDriver(Driver):
                     )
         return self._conn
 
-    @contextmanager
-    def _cloud(self, service: str) -> Iterator[None]:
-        """Turn keystoneauth's and openstacksdk's exceptions into ``providers.exceptions``;
-        the only such place."""
-        try:
-            yield
-        except os_exceptions.HttpException as exc:
-            raise self._http_error(service, exc.status_code or 0, exc.response) from None
-        except ks_exceptions.HttpError as exc:
-            raise self._http_error(service, exc.http_status or 0, exc.response) from None
-        except ks_exceptions.ConnectTimeout as exc:
-            raise ProviderTimeout(self.scrub(f"The {service} did not answer in time: {exc}")) from None
-        except (ks_exceptions.ConnectionError, ks_exceptions.DiscoveryFailure) as exc:
-            raise Unavailable(self.scrub(f"The {service} could not be reached: {exc}")) from None
-        except (ks_exceptions.EndpointNotFound, os_exceptions.ServiceDisabledException) as exc:
-            where = f"region {self.provider or '(any)'}, {self.interface} interface"
-            raise ProviderError(
-                self.scrub(f"The cloud's catalog has no {service} for {where}"), detail=self.scrub(str(exc))
-            ) from None
-        except (ks_exceptions.ClientException, os_exceptions.SDKException) as exc:
-            raise ProviderError(self.scrub(f"{type(exc).__name__}: {exc}")) from None
-        except ValueError as exc:  # a body that is not the JSON the service promised
-            raise Unavailable(f"The {service} answered with something that is not JSON: {exc}") from None
-
-    def _http_error(self, service: str, status: int, response: Any) -> ProviderError:
-        body = response.content if response is not None else b""
-        headers = response.headers if response is not None else {}
-        message = self.scrub(wire.error_message(body, headers.get("Content-Type", ""))) or f"HTTP {status}"
-        request_id = headers.get("x-openstack-request-id") or headers.get("x-compute-request-id") or ""
-        detail = f"{service}, HTTP {status}" + (f", request {request_id}" if request_id else "")
-        if status == 401:
-            return AuthFailure(f"{self.label} rejected the account's credentials: {message}", detail=detail)
-        if status in (413, 429):
-            wait = wire.retry_after(headers, body)
-            return Throttled(
-                f"The {service} asked us to slow down: {message}", detail=detail, retry_after=wait
-            )
-        if status == 404:
-            return NotFound(message, detail=detail)
-        if status == 409:
-            # Nova's "Cannot 'createImage' instance X while it is in vm_state Y".
-            cls = InvalidState if message.startswith("Cannot '") else Conflict
-            return cls(message, detail=detail)
-        if status == 400:
-            return InvalidParameter(message, detail=detail)
-        if status == 504:
-            return ProviderTimeout(f"The {service} timed out: {message}", detail=detail)
-        if status >= 500:
-            return Unavailable(f"The {service} failed: {message}", detail=detail)
-        # 403 (a policy refusal) and the rest: the cloud said no; nothing the client can fix.
-        return ProviderError(f"The {service} refused: {message}", detail=detail)
+    def _cloud(self, service: str) -> AbstractContextManager[None]:
+        """Every SDK call runs in here: its exceptions leave as ``providers.exceptions``
+        (see ``openstack_client.translated``), with the account's secrets scrubbed."""
+        where = f"region {self.provider or '(any)'}, {self.interface} interface"
+        return translated(service, label=self.label, where=where, scrub=self.scrub)
 
     def _get(self, service: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """One GET through the SDK's adapter for ``service``; the parsed JSON."""
         label = SERVICES[service]
         with self._cloud(label):
             adapter = getattr(self.connection(), service)
-            extra = {"microversion": self.compute_microversion()} if service == "compute" else {}
+            extra = {"microversion": self.compute_microversion(path)} if service == "compute" else {}
             response = adapter.get(path, params=dict(params or {}), headers=JSON, **extra)
             os_exceptions.raise_from_response(response)
             return response.json()
 
-    def compute_microversion(self) -> str | None:
-        if self._microversion is None:
+    def compute_microversion(self, path: str) -> str | None:
+        """The Nova microversion for ``path``: the newest both sides speak, but
+        below 2.36 for the image API, which newer microversions no longer serve."""
+        cap = IMAGE_PROXY_MICROVERSION if path.startswith("/images") else COMPUTE_MICROVERSION
+        if cap not in self._microversions:
             with self._cloud("compute service"):
-                found = os_utils.maximum_supported_microversion(
-                    self.connection().compute, COMPUTE_MICROVERSION
-                )
-            self._microversion = found or ""
-        return self._microversion or None
+                found = os_utils.maximum_supported_microversion(self.connection().compute, cap)
+            self._microversions[cap] = found
+        return self._microversions[cap]
 
     # -- description ---------------------------------------------------------------------
 
@@ -291,8 +244,10 @@ class OpenStackDriver(Driver):
 
     def identity(self) -> str:
         """The project id (what ``owner_id=self`` means): Glance's ``owner`` of its images."""
-        with self._cloud("identity service"):
-            return str(self.connection().current_project_id or "")
+        if self._project_id is None:
+            with self._cloud("identity service"):
+                self._project_id = str(self.connection().current_project_id or "")
+        return self._project_id
 
     def realms(self) -> Sequence[Realm]:
         try:
@@ -352,24 +307,17 @@ class OpenStackDriver(Driver):
         yield from self._image_pages(since)
 
     def _image(self, raw: Mapping[str, Any]) -> ProviderImage:
-        if self.image_api == "compute":
-            failed = wire.NOVA_IMAGE_STATES.get(str(raw.get("status", "")).upper()) == ImageState.FAILED
-            server_id = (raw.get("server") or {}).get("id") or (raw.get("metadata") or {}).get(
-                "instance_uuid"
-            )
-            reason = self._failure_reason(raw, server_id, raw.get("created")) if failed else ""
+        nova = self.image_api == "compute"
+        failed = wire.failed_snapshot(raw, nova=nova)
+        reason = self._failure_reason(str(raw.get("id")), *failed) if failed else ""
+        if nova:
             return wire.nova_image(
                 raw,
-                owner_id=self._tenant(),
+                owner_id=self.identity(),
                 default_architecture=self.default_architecture,
                 failure_reason=reason,
             )
-        failed = raw.get("status") == "killed"
-        reason = self._failure_reason(raw, raw.get("instance_uuid"), raw.get("created_at")) if failed else ""
         return wire.glance_image(raw, default_architecture=self.default_architecture, failure_reason=reason)
-
-    def _tenant(self) -> str:
-        return self.identity()
 
     def get_image(self, image_id: str) -> ProviderImage | None:
         service = "compute" if self.image_api == "compute" else "image"
@@ -379,51 +327,31 @@ class OpenStackDriver(Driver):
             return None
         return self._image(raw.get("image", raw) if service == "compute" else raw)
 
-    def _failure_reason(self, raw: Mapping[str, Any], server_id: Any, created: Any) -> str:
-        """Why a snapshot failed: Nova's createImage instance action says, when the
-        server still exists; otherwise what the status means."""
-        fallback = f"The cloud marked the image {raw.get('status')}: its data could not be saved"
-        key = (getattr(self.params, "auth_url", ""), self.provider, str(raw.get("id")))
-        if key in _failure_reasons:
-            return _failure_reasons[key]
-        if not server_id:
-            return fallback
-        try:
-            reason = self._snapshot_action_failure(str(server_id), str(created or ""))
-        except ProviderError as exc:
-            logger.warning("Could not ask Nova why image %s failed: %s", raw.get("id"), exc)
-            return fallback
-        _failure_reasons[key] = reason = reason or fallback
-        while len(_failure_reasons) > _FAILURE_CACHE_SIZE:
-            _failure_reasons.popitem(last=False)
-        return reason
+    def _failure_reason(self, image_id: str, status: str, server_id: str, created: str) -> str:
+        """Why a snapshot failed: what Nova's createImage instance action says, else
+        what the status means. Remembered, so sync asks once and says the same each time."""
+        key = (getattr(self.params, "auth_url", ""), self.provider, image_id)
+        if key not in _failure_reasons:
+            try:
+                said = self._nova_says(server_id, created) if server_id else ""
+            except ProviderError as exc:
+                logger.warning("Could not ask Nova why image %s failed: %s", image_id, exc)
+                return wire.status_meaning(status)
+            _failure_reasons[key] = said or wire.status_meaning(status)
+            while len(_failure_reasons) > _FAILURE_CACHE_SIZE:
+                _failure_reasons.popitem(last=False)
+        return _failure_reasons[key]
 
-    def _snapshot_action_failure(self, server_id: str, created: str) -> str:
+    def _nova_says(self, server_id: str, created: str) -> str:
         try:
             actions = self._get("compute", f"/servers/{server_id}/os-instance-actions")["instanceActions"]
-        except NotFound:
+        except NotFound:  # the server is gone, and its actions with it
             return ""
-        snaps = [a for a in actions if a.get("action") == "createImage" and a.get("request_id")]
-        if not snaps:
-            return ""
-        # The action that made this image started when the image was created.
-        action = min(
-            snaps,
-            key=lambda a: (
-                a.get("message") != "Error",
-                abs(_seconds(a.get("start_time")) - _seconds(created)),
-            ),
-        )
-        if action.get("message") != "Error":
+        action = wire.failed_create_image(actions, created)
+        if action is None:
             return ""
         detail = self._get("compute", f"/servers/{server_id}/os-instance-actions/{action['request_id']}")
-        events = (detail.get("instanceAction") or {}).get("events") or []
-        said = next((e.get("details") for e in events if e.get("result") == "Error" and e.get("details")), "")
-        return (
-            self.scrub(said)
-            if said
-            else f"Nova's createImage of server {server_id} failed ({action['request_id']})"
-        )
+        return self.scrub(wire.action_failure(detail, server_id))
 
     def create_image(self, *, instance_id: str, name: str, description: str | None = None) -> ProviderImage:
         name = name or ""
@@ -482,12 +410,3 @@ class OpenStackDriver(Driver):
 
 
 SERVICES = {"image": "image service", "compute": "compute service"}
-
-
-def _seconds(text: Any) -> float:
-    """An OpenStack timestamp (with or without ``Z``; Nova's are naive UTC) in epoch seconds."""
-    try:
-        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
