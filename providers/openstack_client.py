@@ -113,13 +113,36 @@ def auth_plugin(
 def connect(
     plugin: BaseIdentityPlugin, *, region: str, interface: str, timeout: float, verify: bool | str = True
 ) -> openstack.connection.Connection:
-    """A Connection for one region and interface; nothing is sent until first use."""
+    """A Connection for one region and interface (this logs in, to read the catalog)."""
     session = ks_session.Session(
         auth=plugin, timeout=timeout, verify=verify, app_name="deltaweb", app_version="1"
     )
     return openstack.connection.Connection(
-        session=session, region_name=region or None, interface=interface, strict_proxies=False
+        session=session,
+        region_name=catalog_region(session, plugin, region),
+        interface=interface,
+        strict_proxies=False,
     )
+
+
+def catalog_region(session: ks_session.Session, plugin: BaseIdentityPlugin, wanted: str) -> str | None:
+    """The catalog's own spelling of region ``wanted``.
+
+    Deltacloud providers are lower-cased (``X-Deltacloud-Provider: regionone``)
+    where Keystone's region names are case-sensitive (``RegionOne``, ``DFW``).
+    """
+    if not wanted:
+        return None
+    names = {
+        endpoint.get(key)
+        for service in plugin.get_access(session).service_catalog.catalog or ()
+        for endpoint in service.get("endpoints") or ()
+        for key in ("region_id", "region")
+        if endpoint.get(key)
+    }
+    if wanted in names:
+        return wanted
+    return next((name for name in sorted(names) if name.lower() == wanted.lower()), wanted)
 
 
 @contextmanager

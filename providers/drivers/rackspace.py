@@ -59,7 +59,7 @@ class RackspaceDriver(OpenStackDriver):
     default_architecture = "x86_64"
 
     def auth_plugin(self) -> BaseIdentityPlugin:
-        if self.provider not in REGIONS:
+        if self.provider.upper() not in REGIONS:
             raise InvalidParameter(
                 f"Rackspace region must be one of {', '.join(REGIONS)}, not {self.provider!r}"
             )
