@@ -116,17 +116,19 @@ def glance_image(
         creation_time=_text(raw.get("created_at")),
         failure_reason=failure_reason if state == ImageState.FAILED else "",
         updated_at=_text(raw.get("updated_at")),
-        extra=_compact(
-            visibility=raw.get("visibility"),
-            protected=raw.get("protected"),
-            size=raw.get("size"),
-            disk_format=raw.get("disk_format"),
-            container_format=raw.get("container_format"),
-            os_distro=raw.get("os_distro"),
-            image_type=raw.get("image_type"),
-            instance_uuid=raw.get("instance_uuid"),
-            min_disk=raw.get("min_disk"),
-            min_ram=raw.get("min_ram"),
+        extra=_present(
+            dict(
+                visibility=raw.get("visibility"),
+                protected=raw.get("protected"),
+                size=raw.get("size"),
+                disk_format=raw.get("disk_format"),
+                container_format=raw.get("container_format"),
+                os_distro=raw.get("os_distro"),
+                image_type=raw.get("image_type"),
+                instance_uuid=raw.get("instance_uuid"),
+                min_disk=raw.get("min_disk"),
+                min_ram=raw.get("min_ram"),
+            )
         ),
     )
 
@@ -154,14 +156,16 @@ def nova_image(
         creation_time=_text(raw.get("created")),
         failure_reason=failure_reason if state == ImageState.FAILED else "",
         updated_at=_text(raw.get("updated")),
-        extra=_compact(
-            progress=raw.get("progress"),
-            size=raw.get("OS-EXT-IMG-SIZE:size"),
-            min_disk=raw.get("minDisk"),
-            min_ram=raw.get("minRam"),
-            image_type=metadata.get("image_type"),
-            instance_uuid=(raw.get("server") or {}).get("id") or metadata.get("instance_uuid"),
-            os_distro=metadata.get("os_distro") or metadata.get("org.openstack__1__os_distro"),
+        extra=_present(
+            dict(
+                progress=raw.get("progress"),
+                size=raw.get("OS-EXT-IMG-SIZE:size"),
+                min_disk=raw.get("minDisk"),
+                min_ram=raw.get("minRam"),
+                image_type=metadata.get("image_type"),
+                instance_uuid=(raw.get("server") or {}).get("id") or metadata.get("instance_uuid"),
+                os_distro=metadata.get("os_distro") or metadata.get("org.openstack__1__os_distro"),
+            )
         ),
     )
 
@@ -267,18 +271,21 @@ def server(raw: Mapping[str, Any], *, realm: str) -> ProviderInstance:
         storage_volumes=volumes,
         keyname=_text(raw.get("key_name")),
         launch_time=_text(raw.get("OS-SRV-USG:launched_at")) or _text(raw.get("created")),
-        extra=_compact(
-            raw_state=status,
-            task_state=raw.get("OS-EXT-STS:task_state"),
-            vm_state=raw.get("OS-EXT-STS:vm_state"),
-            fault=(raw.get("fault") or {}).get("message"),
-            host_id=raw.get("hostId"),
+        extra=_present(
+            dict(
+                raw_state=status,
+                task_state=raw.get("OS-EXT-STS:task_state"),
+                vm_state=raw.get("OS-EXT-STS:vm_state"),
+                fault=(raw.get("fault") or {}).get("message"),
+                host_id=raw.get("hostId"),
+            )
         ),
     )
 
 
-def _compact(**values: object) -> dict[str, object]:
-    return {k: v for k, v in values.items() if v is not None and v != ""}
+def _present(values: Mapping[str, object]) -> dict[str, object]:
+    """The entries that say something: a missing value and an empty one say nothing."""
+    return {key: value for key, value in values.items() if value not in (None, "")}
 
 
 # -- errors ---------------------------------------------------------------------------

@@ -297,7 +297,12 @@ class OpenStackDriver(Driver):
                 )
             pages = self._pages("image", "/images", "images", params)
         for raw_page in pages:
-            yield [self._image(raw) for raw in raw_page]
+            images = [self._image(raw) for raw in raw_page]
+            if changes_since:
+                # Nova's changes-since also reports deleted images; what vanished is
+                # the full listing's to say (Driver.iter_image_changes).
+                images = [i for i in images if i.state != ImageState.DELETED]
+            yield images
 
     def iter_image_pages(self) -> Iterator[Sequence[ProviderImage]]:
         yield from self._image_pages(None)

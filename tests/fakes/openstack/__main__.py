@@ -20,7 +20,7 @@ def main() -> None:
     cloud = (FakeRackspace if args.rackspace else FakeOpenStack)()
     cloud.snapshot_delay = args.snapshot_delay
     if args.images:
-        cloud.state.bulk_images(args.region or cloud.REGIONS[0], args.images, cloud.project.id)
+        cloud.seed_images(args.images, args.region)
     cloud.start(args.port)
     print(f"fake {cloud.flavour} listening on {cloud.base}", flush=True)
     print(json.dumps(cloud.info()), flush=True)

@@ -378,10 +378,12 @@ class FakeCloud:
                 return json_response({"expired": self.state.expire_tokens()})
             if parts == ["images"] and request.method == "POST":
                 spec = json.loads(request.get_data(as_text=True) or "{}")
-                region = spec.get("region") or next(iter(self.state.regions))
-                owner = self.project_id(spec.get("owner", ""))
-                ids = self.state.bulk_images(region, int(spec["count"]), owner)
+                ids = self.seed_images(int(spec["count"]), spec.get("region", ""))
                 return json_response({"created": len(ids)})
+            if parts == ["touch"] and request.method == "POST":
+                spec = json.loads(request.get_data(as_text=True) or "{}")
+                ids = self.touch_images(int(spec.get("count", 1)), spec.get("region", ""))
+                return json_response({"touched": ids})
             if parts == ["requests"]:
                 return json_response({"count": len(self.requests)})
         return json_response({"error": "unknown control request"}, 404)
@@ -390,8 +392,8 @@ class FakeCloud:
         """How to reach and log in to this fake (for processes that did not start it)."""
         return {"flavour": self.flavour, "auth_url": self.auth_url, "regions": list(self.state.regions)}
 
-    def project_id(self, name_or_id: str) -> str:
-        for project in self.state.projects.values():
-            if name_or_id in (project.id, project.name):
-                return project.id
-        raise HTTPError(400, f"Unknown project {name_or_id!r}")
+    def seed_images(self, count: int, region: str = "") -> list[str]:
+        raise NotImplementedError  # each flavour knows its project and statuses
+
+    def touch_images(self, count: int, region: str = "") -> list[str]:
+        raise NotImplementedError

@@ -202,6 +202,25 @@ class FakeOpenStack(FakeCloud):
         )  # fmt: skip
 
     queued_status = "queued"
+    active_status = "active"
+
+    def touch_images(self, count: int, region: str = "") -> list[str]:
+        """Rename ``count`` of the demo project's images now (an incremental sync's change)."""
+        with self.state.lock:
+            target = self.state.regions[region or self.REGIONS[0]]
+            mine = [i for i in target.images.values() if i.owner == self.project.id and not self.gone(i)]
+            now = self.state.now()
+            for image in mine[:count]:
+                image.name, image.updated_at = f"{image.name}-touched", now
+            target.changed()
+            return [i.id for i in mine[:count]]
+
+    def seed_images(self, count: int, region: str = "") -> list[str]:
+        """``count`` more active private images of the demo project (benchmarks, paging tests)."""
+        with self.state.lock:
+            return self.state.bulk_images(
+                region or self.REGIONS[0], count, self.project.id, status=self.active_status
+            )
 
     def settle_snapshot(self, image_id: str, *, ok: bool, reason: str = "") -> None:
         """Finish a snapshot now (tests that set ``snapshot_delay`` long): saved, or

@@ -32,6 +32,7 @@ class FakeRackspace(FakeOpenStack):
     serves_glance = False
     retry_after_date = True
     queued_status = "QUEUED"
+    active_status = "ACTIVE"
     REGIONS = ("DFW", "ORD", "IAD", "LON", "SYD", "HKG")
 
     def seed(self) -> None:

@@ -386,7 +386,12 @@ class CloudState:
         return image
 
     def bulk_images(
-        self, region: str, count: int, owner: str, properties: Mapping[str, str] | None = None
+        self,
+        region: str,
+        count: int,
+        owner: str,
+        properties: Mapping[str, str] | None = None,
+        status: str = "active",
     ) -> list[str]:
         """Many active images at once (benchmarks), spread over past timestamps."""
         target = self.regions[region]
@@ -397,7 +402,7 @@ class CloudState:
                 new_id(),
                 f"bulk-{n:06d}",
                 owner,
-                "active",
+                status,
                 base + n,
                 base + n,
                 visibility="private",
