@@ -130,6 +130,15 @@ def test_glance_updated_at_filter_and_sorting(cloud):
         list(conn.image.images(updated_at="since:2020-01-01T00:00:00Z"))
 
 
+def test_glance_paging_is_stable_in_every_sort_order(cloud):
+    cloud.seed_images(7)
+    conn = v3(cloud)
+    for order in ({}, {"sort_key": "name", "sort_dir": "asc"}, {"sort": "status:asc,name:desc"}):
+        everything = [i.id for i in conn.image.images(limit=1000, **order)]
+        paged = [i.id for i in conn.image.images(limit=3, **order)]
+        assert paged == everything and len(set(paged)) == 16, order
+
+
 def test_create_image_snapshot_life_cycle(cloud):
     # given: a running server
     conn = v3(cloud)

@@ -159,6 +159,9 @@ def retry_after_header(seconds: int, http_date: bool) -> str:
 
 
 class _QuietHandler(WSGIRequestHandler):
+    # Keep-alive, as real endpoints do (clients reuse their connections).
+    protocol_version = "HTTP/1.1"
+
     def log(self, type: str, message: str, *args: Any) -> None:
         pass
 

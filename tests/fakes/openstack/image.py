@@ -214,7 +214,7 @@ def list_images(cloud: FakeCloud, ctx: Ctx, region: Region, project: str) -> Res
         found = region.images.get(marker)
         if found is None or cloud.gone(found) or not cloud.visible(found, project, community=True):
             raise HTTPError(400, f"No image found with ID {marker}")
-        start = region.after(listing, found, keys)
+        start = listing.after(found)
     page = listing.images[start : start + limit]
     query = [(k, v) for k, vs in args.lists() if k not in ("limit", "marker") for v in vs]
     body: dict[str, Any] = {

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 
@@ -221,11 +222,24 @@ def sort_key(keys: list[tuple[str, str]]) -> Callable[[Image], tuple]:
 
 @dataclass
 class Listing:
-    """One filtered, sorted view of a region's images, reused across pages."""
+    """One filtered, sorted view of a region's images, reused across pages.
+
+    ``keys`` are the images' sort keys in ascending order; with ``descending``
+    the images themselves are in the reverse order (a one-direction sort, the
+    common case, sorts plain tuples: 100,000 images in a fraction of a second).
+    """
 
     version: int
     images: list[Image]
     keys: list[tuple]
+    key: Callable[[Image], tuple]
+    descending: bool = False
+
+    def after(self, marker: Image) -> int:
+        """Where the page after ``marker`` starts, by its current sort values."""
+        if self.descending:
+            return len(self.images) - bisect.bisect_left(self.keys, self.key(marker))
+        return bisect.bisect_right(self.keys, self.key(marker))
 
 
 class Region:
@@ -266,18 +280,25 @@ class Region:
         cached = self._listings.get(cache_key)
         if cached is not None and cached.version == self.version:
             return cached
-        key = sort_key(keys)
-        images = sorted((i for i in self.images.values() if predicate(i)), key=key)
-        listing = Listing(self.version, images, [key(i) for i in images])
+        directions = {d for _, d in keys}
+        if len(directions) == 1:
+            names = [k for k, _ in keys]
+
+            def key(image: Image) -> tuple:
+                return tuple(_sortable(image.field(k)) for k in names)
+
+            descending = directions == {"desc"}
+        else:
+            key, descending = sort_key(keys), False
+        # Each key computed once; ids end every key, so ties never compare images.
+        pairs = sorted(((key(i), i) for i in self.images.values() if predicate(i)), key=itemgetter(0))
+        listing = Listing(self.version, [i for _, i in pairs], [k for k, _ in pairs], key, descending)
+        if descending:
+            listing.images.reverse()
         if len(self._listings) > 64:
             self._listings.clear()
         self._listings[cache_key] = listing
         return listing
-
-    @staticmethod
-    def after(listing: Listing, marker: Image, keys: list[tuple[str, str]]) -> int:
-        """Where the page after ``marker`` starts, by its current sort values."""
-        return bisect.bisect_right(listing.keys, sort_key(keys)(marker))
 
 
 class CloudState:
