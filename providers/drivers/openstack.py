@@ -197,7 +197,8 @@ class OpenStackDriver(Driver):
     # -- connection and errors ---------------------------------------------------------
 
     def connection(self) -> Any:
-        """The account's openstacksdk Connection, built on first use (no I/O until a call)."""
+        """The account's openstacksdk Connection, built on first use (which logs in, to
+        read the catalog): the API builds a driver per request and most never call out."""
         if self._conn is None:
             with self._lock:
                 if self._conn is None:

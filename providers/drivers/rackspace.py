@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from keystoneauth1.identity.base import BaseIdentityPlugin
 
 from providers.drivers.openstack import OpenStackDriver
-from providers.exceptions import AuthFailure, InvalidParameter
+from providers.exceptions import AuthFailure, InvalidParameter, ProviderError
 from providers.openstack_client import auth_plugin
 from providers.params import param
 
@@ -60,8 +60,9 @@ class RackspaceDriver(OpenStackDriver):
 
     def auth_plugin(self) -> BaseIdentityPlugin:
         if self.provider.upper() not in REGIONS:
-            raise InvalidParameter(
-                f"Rackspace region must be one of {', '.join(REGIONS)}, not {self.provider!r}"
+            # The account's own setting, not the client's request: a provider-side error (502).
+            raise ProviderError(
+                f"The account's Rackspace region must be one of {', '.join(REGIONS)}, not {self.provider!r}"
             )
         if not (self.credentials.username and self.credentials.api_key):
             raise AuthFailure("Rackspace logins need a username and an API key")

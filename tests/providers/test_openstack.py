@@ -276,7 +276,7 @@ def test_rackspace_logs_in_with_the_api_key(rax):
 
 def test_rackspace_regions(rax):
     assert {i.name for i in rackspace(rax, "ord").list_instances()} == {"web02"}
-    with pytest.raises(InvalidParameter, match="DFW, ORD, IAD, LON, SYD, HKG"):
+    with pytest.raises(ProviderError, match="DFW, ORD, IAD, LON, SYD, HKG"):
         rackspace(rax, "RegionOne").list_images()
 
 
