@@ -78,9 +78,7 @@ def timestamp(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def template_image(
-    template: types.Template, *, owner_id: str, failure_reason: str = ""
-) -> ProviderImage:
+def template_image(template: types.Template, *, owner_id: str, failure_reason: str = "") -> ProviderImage:
     """A template as a Deltacloud image (the raw status is kept beside the mapped one)."""
     raw = _enum(template.status)
     state = TEMPLATE_STATES.get(raw, ImageState.UNKNOWN)

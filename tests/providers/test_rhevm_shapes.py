@@ -71,8 +71,7 @@ def test_the_2013_in_use_delete_fault_names_the_vms():
     assert isinstance(fault, types.Fault) and fault.reason == "Operation Failed"
     text = fault_text(fault)
     assert text == (
-        "Cannot delete Template. Template is being used by the following VMs: "
-        "i-1362693110,i-1362692460."
+        "Cannot delete Template. Template is being used by the following VMs: i-1362693110,i-1362692460."
     )
     assert vms_using(text) == ("i-1362693110", "i-1362692460")
     assert vms_using("Cannot delete Template. Template is locked.") == ()
