@@ -141,7 +141,8 @@ class _Handler(BaseHTTPRequestHandler):
         listing, doc = COLLECTIONS[kind]
         items = listing(engine)
         if not obj_id and method == "GET":
-            return 200, (kind, [doc(engine, i) for i in engine.search(kind, items, query)])
+            root = "data_centers" if kind == "datacenters" else kind
+            return 200, (root, [doc(engine, i) for i in engine.search(kind, items, query)])
         if kind == "templates" and not obj_id and method == "POST":
             template = engine.create_template(reader.Reader.read(body))
             headers["Location"] = f"{self._base()}{PREFIX}/templates/{template.id}"
