@@ -80,8 +80,8 @@ def timestamp(value: datetime | None) -> str | None:
 
 def template_image(template: types.Template, *, owner_id: str, failure_reason: str = "") -> ProviderImage:
     """A template as a Deltacloud image (the raw status is kept beside the mapped one)."""
-    raw = _enum(template.status)
-    state = TEMPLATE_STATES.get(raw, ImageState.UNKNOWN)
+    status = _enum(template.status)
+    state = TEMPLATE_STATES.get(status, ImageState.UNKNOWN)
     extra = {
         "os_type": template.os.type if template.os else None,
         "cluster_id": template.cluster.id if template.cluster else None,
@@ -96,7 +96,8 @@ def template_image(template: types.Template, *, owner_id: str, failure_reason: s
         owner_id=owner_id,
         architecture=architecture(template),
         state=state,
-        raw_state=raw,
+        # Upper-cased as Deltacloud's RHEV-M driver showed it (OK, LOCKED, ILLEGAL).
+        raw_state=status.upper(),
         root_type=RootType.PERSISTENT,
         creation_time=timestamp(template.creation_time),
         failure_reason=failure_reason if state == ImageState.FAILED else "",

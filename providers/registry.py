@@ -15,6 +15,8 @@ from providers.exceptions import DriverUnavailable
 DRIVERS: dict[str, str] = {
     "ec2": "providers.drivers.ec2.EC2Driver",
     "mock": "providers.drivers.mock.MockDriver",
+    "ovirt": "providers.drivers.rhevm.OVirtDriver",
+    "rhevm": "providers.drivers.rhevm.RHEVMDriver",
 }
 
 

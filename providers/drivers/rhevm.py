@@ -266,8 +266,10 @@ class RHEVMDriver(Driver):
         if self._clusters is None:
             system = self._system()
             with self._engine():
-                datacenters = system.data_centers_service().list(search=self._named(self.datacenter))
-                clusters = system.clusters_service().list(search=self._cluster_search())
+                datacenters = system.data_centers_service().list(
+                    search=self._named(self.datacenter), case_sensitive=False
+                )
+                clusters = system.clusters_service().list(search=self._cluster_search(), case_sensitive=False)
             if self.datacenter and not datacenters:
                 raise ProviderError(f"The engine has no data center named '{self.datacenter}'")
             if self.cluster and not clusters:
@@ -288,7 +290,9 @@ class RHEVMDriver(Driver):
         """Data centers, as Deltacloud's RHEV-M driver had them."""
         system = self._system()
         with self._engine():
-            found = system.data_centers_service().list(search=self._named(self.datacenter))
+            found = system.data_centers_service().list(
+                search=self._named(self.datacenter), case_sensitive=False
+            )
         return [
             Realm(
                 id=dc.id,
@@ -307,7 +311,7 @@ class RHEVMDriver(Driver):
         for page in itertools.count(1):
             query = f"{self._search()} sortby name asc page {page}".strip()
             with self._engine():
-                batch = collection.list(search=query, max=self.page_size)
+                batch = collection.list(search=query, max=self.page_size, case_sensitive=False)
             ids = [item.id for item in batch]
             if ids and ids == previous:
                 raise Unavailable("The engine ignored the search page; refusing to loop")
@@ -398,6 +402,13 @@ class RHEVMDriver(Driver):
     def get_instance(self, instance_id: str) -> ProviderInstance | None:
         vm = self._vm(instance_id)
         return self._instance(vm) if vm is not None else None
+
+
+class OVirtDriver(RHEVMDriver):
+    """The same driver under oVirt's name (RHEV-M is Red Hat's build of the oVirt engine)."""
+
+    name = "ovirt"
+    label = "oVirt"
 
 
 def _is_uuid(value: str) -> bool:

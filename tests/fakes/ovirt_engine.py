@@ -23,6 +23,8 @@ import secrets
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -40,7 +42,7 @@ from tests.fakes.ovirt_engine_state import (
 )
 from tests.fakes.tls_ca import ServerTLS, make_ca
 
-__all__ = ["BLANK_ID", "Engine", "EngineFault", "EngineServer", "seed"]
+__all__ = ["BLANK_ID", "Engine", "EngineFault", "EngineServer", "running_engine", "seed"]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -216,6 +218,17 @@ def seed(engine: Engine, *, templates: int = 3, datacenter: str = "Default") -> 
     down = engine.add_vm("vm-down", cluster, status="down", template_id=base)
     up = engine.add_vm("vm-up", cluster, status="up", template_id=base)
     return {"datacenter": dc, "cluster": cluster, "vm_down": down.id, "vm_up": up.id}
+
+
+@contextmanager
+def running_engine(
+    directory: Path, *, templates: int = 3, create_delay: float = 1.0
+) -> Iterator[tuple[Engine, EngineServer, dict[str, str]]]:
+    """A seeded engine served over HTTPS with a fresh CA under ``directory``."""
+    engine = Engine(create_delay=create_delay)
+    ids = seed(engine, templates=templates)
+    with EngineServer(engine, make_ca(directory)) as server:
+        yield engine, server, ids
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -250,16 +250,18 @@ class Engine:
             page, text = int(match.group(1)), text[: match.start()]
         text = re.split(r"\s*\bsortby\b", text, flags=re.I)[0].strip()
         keys = set(self._fields(kind, items[0])) if items else set()
+        # The REST API searches case-sensitively unless told case_sensitive=false.
+        fold = str.lower if query.get("case_sensitive") == "false" else str
         for clause in [c for c in re.split(r"\s+and\s+", text, flags=re.I) if c]:
             key, sep, value = clause.partition("=")
-            key, value = key.strip().lower(), value.strip().strip("\"'").lower()
+            key, value = key.strip().lower(), fold(value.strip().strip("\"'"))
             if not sep or (items and key not in keys):
                 raise EngineFault(400, f"[Cannot search {kind.title()}. Invalid search: {clause}.]")
             items = [
                 i
                 for i in items
                 if (getattr(i, "id", None) == BLANK_ID and key in ("datacenter", "cluster"))
-                or fnmatch.fnmatchcase((self._fields(kind, i)[key] or "").lower(), value)
+                or fnmatch.fnmatchcase(fold(self._fields(kind, i)[key] or ""), value)
             ]
         if "max" in query:
             size = int(query["max"])

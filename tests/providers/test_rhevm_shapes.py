@@ -36,7 +36,7 @@ def test_the_2013_template_listing_parses_into_images():
     # then: every template is an available x86_64 image with its creation time in UTC
     assert len(images) == 20
     assert {i.state for i in images} == {ImageState.AVAILABLE}
-    assert {i.raw_state for i in images} == {"ok"}
+    assert {i.raw_state for i in images} == {"OK"}
     assert {i.architecture for i in images} == {"x86_64"}
     assert {i.owner_id for i in images} == {OWNER}
     assert {i.root_type for i in images} == {RootType.PERSISTENT}
@@ -106,9 +106,9 @@ def test_architecture(cpu, os_type, expected):
 @pytest.mark.parametrize(
     ("status", "state", "raw"),
     [
-        (types.TemplateStatus.OK, ImageState.AVAILABLE, "ok"),
-        (types.TemplateStatus.LOCKED, ImageState.PENDING, "locked"),
-        (types.TemplateStatus.ILLEGAL, ImageState.FAILED, "illegal"),
+        (types.TemplateStatus.OK, ImageState.AVAILABLE, "OK"),
+        (types.TemplateStatus.LOCKED, ImageState.PENDING, "LOCKED"),
+        (types.TemplateStatus.ILLEGAL, ImageState.FAILED, "ILLEGAL"),
         (None, ImageState.UNKNOWN, ""),
     ],
 )
