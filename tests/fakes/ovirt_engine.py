@@ -42,6 +42,13 @@ from tests.fakes.ovirt_engine_state import (
 )
 from tests.fakes.tls_ca import ServerTLS, make_ca
 
+# What the engine's application server answers outside the API (as recorded in 2013).
+NOT_FOUND_PAGE = (
+    b"<html><head><title>JBoss Web/7.0.16..Final-redhat-1 - Error report</title></head><body>"
+    b"<h1>HTTP Status 404 - </h1><p><b>description</b> <u>The requested resource () is not "
+    b"available.</u></p></body></html>"
+)
+
 __all__ = ["BLANK_ID", "Engine", "EngineFault", "EngineServer", "running_engine", "seed"]
 
 
@@ -87,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
                 engine.tokens.pop(token, None)
             return self._send(200, b"{}", "application/json")
         if not (url.path + "/").startswith(PREFIX + "/"):
-            return self._send(404, b"", "text/html")
+            return self._send(404, NOT_FOUND_PAGE, "text/html;charset=utf-8")
         auth = self.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in engine.tokens:
             return self._send(401, b"", "text/html", {"WWW-Authenticate": 'Bearer realm="RESTAPI"'})

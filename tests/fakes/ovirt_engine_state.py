@@ -90,6 +90,7 @@ class Engine:
         self.users = dict(users or {"admin@internal": "secret"})
         self.create_delay = create_delay
         self.latency = 0.0  # seconds to stall every API answer (timeouts)
+        self.paging = True  # False: ignore "page N", as a broken proxy or engine might
         self.tokens: dict[str, str] = {}
         self.datacenters: dict[str, FakeDatacenter] = {}
         self.clusters: dict[str, FakeCluster] = {}
@@ -247,7 +248,7 @@ class Engine:
         page = 1
         match = re.search(r"\s*\bpage\s+(\d+)\s*$", text, re.I)
         if match:
-            page, text = int(match.group(1)), text[: match.start()]
+            page, text = int(match.group(1)) if self.paging else 1, text[: match.start()]
         text = re.split(r"\s*\bsortby\b", text, flags=re.I)[0].strip()
         keys = set(self._fields(kind, items[0])) if items else set()
         # The REST API searches case-sensitively unless told case_sensitive=false.
