@@ -89,6 +89,7 @@ CAPABILITIES = Capabilities(
     honours_image_name=True,
     honours_image_description=True,
     unique_image_names=True,
+    destroy_in_request=True,
 )
 
 

@@ -118,14 +118,14 @@ def test_rhevm_tls_and_credentials_errors(stack, api_user, engine, tmp_path):
     # an account that trusts another CA: 502 that says TLS verification failed
     wrong_ca = make_ca(tmp_path / "other-ca").ca_file
     rhev_account("badca", server, ca_file=wrong_ca, users=[api_user])
-    response = http.get(f"{api}/api/images/{BLANK_ID}?format=json")
+    response = http.get(f"{api}/api/realms?format=json")
     assert response.status_code == 502
     assert "TLS verification failed" in response.json()["message"]
 
     # wrong credentials: 502 naming the account, which is flagged for operators
     ProviderAccount.objects.filter(name="badca").delete()
     rhev_account("badpw", server, password="wrong-password", users=[api_user])
-    response = http.get(f"{api}/api/instances?format=json")
+    response = http.get(f"{api}/api/realms?format=json")
     assert response.status_code == 502
     assert "wrong-password" not in response.text
     account = ProviderAccount.objects.get(name="badpw")
