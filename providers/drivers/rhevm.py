@@ -22,6 +22,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,6 +57,7 @@ from providers.ovirt_shapes import (
     vm_instance,
     vm_refusal,
 )
+from providers.params import param
 
 DEFAULT_PAGE_SIZE, MIN_PAGE_SIZE, MAX_PAGE_SIZE = 100, 1, 1000
 DEFAULT_TIMEOUT = 60
@@ -102,6 +104,44 @@ def _curl_error(exc: sdk.Error) -> tuple[int, str] | None:
     return (int(match.group(1)), match.group(2)) if match else None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RHEVMParams:
+    """Which engine an account talks to, and how it trusts it."""
+
+    url: str = param("The engine's API URL, e.g. https://engine.example.com/ovirt-engine/api.")
+    ca_bundle: str = param(
+        "The engine's CA certificate, PEM (the engine serves it at /ovirt-engine/services/"
+        "pki-resource?resource=ca-certificate&format=X509-PEM-CA). Empty: the system trust store.",
+        default="",
+    )
+    insecure: bool = param("Skip TLS verification (labs only; never the default).", default=False)
+    page_size: int = param(
+        "Templates or VMs per engine search page.",
+        default=DEFAULT_PAGE_SIZE,
+        minimum=MIN_PAGE_SIZE,
+        maximum=MAX_PAGE_SIZE,
+    )
+    timeout: int = param(
+        "Seconds to wait for the engine to answer.", default=DEFAULT_TIMEOUT, minimum=1, maximum=900
+    )
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("https://", "http://")):
+            raise InvalidParameter(
+                "RHEV-M parameter 'url' must be the engine's API URL (https://.../ovirt-engine/api)"
+            )
+        if self.ca_bundle and "-----BEGIN CERTIFICATE-----" not in self.ca_bundle:
+            raise InvalidParameter("RHEV-M parameter 'ca_bundle' must hold PEM certificates")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RHEVMCredentials:
+    """An engine user for SSO (password grant)."""
+
+    username: str = param("Engine user with its profile, e.g. admin@internal.")
+    password: str = param("The user's password.", secret=True)
+
+
 class RHEVMDriver(Driver):
     """Templates and VMs of one oVirt / RHV engine, optionally one data center or cluster."""
 
@@ -122,23 +162,15 @@ class RHEVMDriver(Driver):
         ("finish", ()),
     )
 
+    Params = RHEVMParams
+    Credentials = RHEVMCredentials
+    params: RHEVMParams
+    credentials: RHEVMCredentials
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.url = str(self.params.get("url") or "").rstrip("/")
-        if not self.url.startswith(("https://", "http://")):
-            raise InvalidParameter(
-                "RHEV-M parameter 'url' must be the engine's API URL (https://.../ovirt-engine/api)"
-            )
-        self.insecure = bool(self.params.get("insecure", False))
-        self.ca_bundle = str(self.params.get("ca_bundle") or "")
-        if self.ca_bundle and "-----BEGIN CERTIFICATE-----" not in self.ca_bundle:
-            raise InvalidParameter("RHEV-M parameter 'ca_bundle' must hold PEM certificates")
-        self.page_size = int(self.params.get("page_size", DEFAULT_PAGE_SIZE))
-        if not MIN_PAGE_SIZE <= self.page_size <= MAX_PAGE_SIZE:
-            raise InvalidParameter(f"page_size must be between {MIN_PAGE_SIZE} and {MAX_PAGE_SIZE}")
-        self.timeout = int(self.params.get("timeout", DEFAULT_TIMEOUT))
-        self.username = str(self.credentials.get("username") or "")
-        self._password = str(self.credentials.get("password") or "")
+        self.url = self.params.url.rstrip("/")
+        self.username = self.credentials.username
         datacenter, _, cluster = self.provider.partition("/")
         self.datacenter, self.cluster = datacenter.strip(), cluster.strip()
         self._connection: sdk.Connection | None = None
@@ -150,26 +182,27 @@ class RHEVMDriver(Driver):
     # -- the connection and the one translation point ----------------------------------------
 
     def _token_key(self) -> str:
-        raw = "\0".join((self.url, self.username, self._password))
+        raw = "\0".join((self.url, self.username, self.credentials.password))
         return hashlib.sha256(raw.encode()).hexdigest()
 
     def _ca_file(self) -> str | None:
         """The PEM bundle as a file, since curl reads CAs from a path."""
-        if not self.ca_bundle or self.insecure:
+        bundle = self.params.ca_bundle
+        if not bundle or self.params.insecure:
             return None
-        digest = hashlib.sha256(self.ca_bundle.encode()).hexdigest()[:32]
+        digest = hashlib.sha256(bundle.encode()).hexdigest()[:32]
         path = Path(tempfile.gettempdir()) / "deltaweb-ovirt-ca" / f"{digest}.pem"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             with os.fdopen(fd, "w") as handle:
-                handle.write(self.ca_bundle)
+                handle.write(bundle)
             os.replace(tmp, path)
         return str(path)
 
     def _system(self) -> Any:
         if self._connection is None:
-            if not self.username or not self._password:
+            if not self.username or not self.credentials.password:
                 raise AuthFailure("The RHEV-M account needs a username and a password")
             with _TOKENS_LOCK:
                 token = _TOKENS.get(self._token_key())
@@ -177,11 +210,11 @@ class RHEVMDriver(Driver):
                 connection = sdk.Connection(
                     url=self.url,
                     username=self.username,
-                    password=self._password,
+                    password=self.credentials.password,
                     token=token,
                     ca_file=self._ca_file(),
-                    insecure=self.insecure,
-                    timeout=self.timeout,
+                    insecure=self.params.insecure,
+                    timeout=self.params.timeout,
                 )
                 connection.authenticate()  # SSO now, unless a token is remembered
             self._connection = connection
@@ -194,34 +227,26 @@ class RHEVMDriver(Driver):
             with _TOKENS_LOCK:
                 _TOKENS[self._token_key()] = token
 
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._password, "***") if len(self._password) >= 4 else text
-
     @contextmanager
     def _engine(self) -> Iterator[None]:
-        """Turn ovirtsdk4's exceptions into ``providers.exceptions``; the only such place."""
+        """Turn ovirtsdk4's exceptions into ``providers.exceptions``; the only such place.
+
+        The SDK lets curl's own error through from an SSO login, so both are caught.
+        """
         try:
             yield
         except sdk.Error as exc:
             raise self._translate(exc) from None
+        except pycurl.error as exc:
+            code, message = [*exc.args, 0, ""][:2]
+            raise self._curl_failure(int(code), str(message)) from None
         self._remember_token()
 
     def _translate(self, exc: sdk.Error) -> ProviderError:
-        text = self._scrub(fault_text(exc.fault) or str(exc))
+        text = self.scrub(fault_text(exc.fault) or str(exc))
         curl = _curl_error(exc)
         if curl is not None:
-            code, message = curl
-            message = self._scrub(message)
-            if code in TLS_CURL_CODES:
-                return ProviderError(
-                    f"TLS verification failed for the engine at {self.url}: {message}. "
-                    "Give the account the engine's CA certificate (ca_bundle), or set insecure."
-                )
-            if code == pycurl.E_OPERATION_TIMEDOUT:
-                return ProviderTimeout(f"The engine at {self.url} did not answer in time ({message})")
-            if code in UNREACHABLE_CURL_CODES:
-                return Unavailable(f"The engine at {self.url} could not be reached: {message}")
-            return Unavailable(f"The engine at {self.url} failed: {message}")
+            return self._curl_failure(*curl)
         if isinstance(exc, sdk.TimeoutError):
             return ProviderTimeout(f"The engine at {self.url} did not answer in time")
         if isinstance(exc, sdk.ConnectionError):
@@ -243,6 +268,19 @@ class RHEVMDriver(Driver):
         if exc.code and exc.code >= 500:
             return Unavailable(f"The engine failed: {text}")
         return ProviderError(f"The engine refused: {text}")
+
+    def _curl_failure(self, code: int, message: str) -> ProviderError:
+        message = self.scrub(message)
+        if code in TLS_CURL_CODES:
+            return ProviderError(
+                f"TLS verification failed for the engine at {self.url}: {message}. "
+                "Give the account the engine's CA certificate (ca_bundle), or set insecure."
+            )
+        if code == pycurl.E_OPERATION_TIMEDOUT:
+            return ProviderTimeout(f"The engine at {self.url} did not answer in time ({message})")
+        if code in UNREACHABLE_CURL_CODES:
+            return Unavailable(f"The engine at {self.url} could not be reached: {message}")
+        return Unavailable(f"The engine at {self.url} failed: {message}")
 
     # -- description --------------------------------------------------------------------------
 
@@ -312,12 +350,12 @@ class RHEVMDriver(Driver):
         for page in itertools.count(1):
             query = f"{self._search()} sortby name asc page {page}".strip()
             with self._engine():
-                batch = collection.list(search=query, max=self.page_size, case_sensitive=False)
+                batch = collection.list(search=query, max=self.params.page_size, case_sensitive=False)
             ids = [item.id for item in batch]
             if ids and ids == previous:
                 raise Unavailable("The engine ignored the search page; refusing to loop")
             yield list(batch)
-            if len(batch) < self.page_size:
+            if len(batch) < self.params.page_size:
                 return
             previous = ids
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from providers import registry
 from providers.base import ImageState
 from providers.drivers.rhevm import OVirtDriver, RHEVMDriver
 from providers.exceptions import (
@@ -36,20 +37,20 @@ def engine(tmp_path):
         yield fake, server, ids
 
 
-def driver(server, provider="default", *, cls=RHEVMDriver, password=PASSWORD, **params):
+def driver(server, provider="default", *, name="rhevm", password=PASSWORD, **params):
     params = {"url": server.url, "ca_bundle": server.tls.ca_file.read_text(), "page_size": 2, **params}
-    return cls(
-        provider=provider, params=params, credentials={"username": "admin@internal", "password": password}
-    )
+    credentials = {"username": "admin@internal", "password": password}
+    return registry.create(name, provider=provider, params=params, credentials=credentials)
 
 
 def template_id(fake, name):
     return next(t.id for t in fake.templates.values() if t.name == name)
 
 
-def test_registered_under_both_names():
+def test_registered_under_both_names(engine):
     assert get_driver("rhevm") is RHEVMDriver
     assert get_driver("ovirt") is OVirtDriver and issubclass(OVirtDriver, RHEVMDriver)
+    assert len(driver(engine[1], name="ovirt").list_images()) == 5
 
 
 def test_listing_pages_through_the_engine_search_and_leaves_blank_out(engine):
@@ -170,6 +171,8 @@ def test_tls_verification_failure_is_a_clear_error(engine, tmp_path):
     assert driver(server, ca_bundle="", insecure=True).list_images()  # explicitly unverified
     with pytest.raises(InvalidParameter, match="PEM"):
         driver(server, ca_bundle="not a certificate")
+    with pytest.raises(InvalidParameter, match="API URL"):
+        driver(server, url="engine.example.com")
 
 
 def test_sso_rejection_and_token_reuse(engine):
