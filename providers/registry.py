@@ -25,7 +25,9 @@ DRIVERS: dict[str, str] = {
     "ec2": "providers.drivers.ec2.EC2Driver",
     "mock": "providers.drivers.mock.MockDriver",
     "openstack": "providers.drivers.openstack.OpenStackDriver",
+    "ovirt": "providers.drivers.rhevm.OVirtDriver",
     "rackspace": "providers.drivers.rackspace.RackspaceDriver",
+    "rhevm": "providers.drivers.rhevm.RHEVMDriver",
 }
 
 _settings: dict[str, dict[str, Any]] = {}

@@ -18,6 +18,8 @@ HARNESSES: dict[str, str] = {
     "ec2": "tests.providers.harnesses.ec2.EC2Harness",
     "openstack": "tests.providers.harnesses.openstack.OpenStackHarness",
     "rackspace": "tests.providers.harnesses.openstack.RackspaceHarness",
+    "ovirt": "tests.providers.harnesses.rhevm.OVirtHarness",
+    "rhevm": "tests.providers.harnesses.rhevm.RHEVMHarness",
 }
 
 
