@@ -62,16 +62,16 @@ COMPUTE_MICROVERSION = "2.96"
 IMAGE_PROXY_MICROVERSION = "2.35"
 IMAGE_NAME_MAX = 255
 JSON = {"Accept": "application/json"}
+# What Capabilities does not already assume (ids on create, names and descriptions kept).
 CAPABILITIES = Capabilities(
-    create_image=True,
-    destroy_image=True,
-    create_returns_id=True,
-    honours_image_name=True,
-    # Kept as the image's "description" property, as Horizon does.
-    honours_image_description=True,
-    unique_image_names=False,
-    image_name_max_length=IMAGE_NAME_MAX,
-    incremental_listing=True,
+    create_image=True, destroy_image=True, image_name_max_length=IMAGE_NAME_MAX, incremental_listing=True
+)
+# Deltacloud's features: owner_id filters the index; name and description go to createImage
+# (the description as the image's "description" property, as Horizon keeps it).
+IMAGE_FEATURES = (
+    Feature("owner_id", "index", ("owner_id",)),
+    Feature("image_name", "create", ("name",)),
+    Feature("image_description", "create", ("description",)),
 )
 # Why a snapshot failed, per image: a failed image stays failed, and sync must
 # not ask Nova again every time (nor show a different reason each time).
@@ -135,18 +135,15 @@ class OpenStackDriver(Driver):
 
     name = "openstack"
     label = "OpenStack"
-    features: ClassVar[Mapping[str, tuple[Feature, ...]]] = {
-        "images": (
-            Feature("owner_id", "index", ("owner_id",)),
-            Feature("image_name", "create", ("name",)),
-            Feature("image_description", "create", ("description",)),
-        ),
-    }
+    features: ClassVar[Mapping[str, tuple[Feature, ...]]] = {"images": IMAGE_FEATURES}
+    # Deltacloud's OpenStack state machine: a stop passes through stopping, and a
+    # build can end in ERROR (Nova's "No valid host was found").
     instance_states = (
         ("start", (Transition("pending", "create"),)),
-        ("pending", (Transition("running", None),)),
-        ("running", (Transition("running", "reboot"), Transition("stopped", "stop"))),
-        ("stopped", (Transition("running", "start"), Transition("finish", "destroy"))),
+        ("pending", (Transition("running", None), Transition("error", None))),
+        ("running", (Transition("running", "reboot"), Transition("stopping", "stop"))),
+        ("stopping", (Transition("stopped", None),)),
+        ("stopped", (Transition("running", "start"), Transition("finish", None))),
         ("error", ()),
         ("finish", ()),
     )
