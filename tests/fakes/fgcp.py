@@ -25,6 +25,7 @@ import binascii
 import email.parser
 import email.policy
 import secrets
+import socket
 import ssl
 import string
 import threading
@@ -483,13 +484,33 @@ class _Server(ThreadingHTTPServer):
     def finish_request(self, request, client_address) -> None:
         # The handshake happens here, in the connection's thread, not in accept().
         request.settimeout(10)
+        tls = self.context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
         try:
-            tls = self.context.wrap_socket(request, server_side=True)
+            tls.do_handshake()
         except (ssl.SSLError, OSError) as exc:
             with self.fake.lock:
                 self.fake.handshake_failures.append(str(exc))
+            _linger(tls)
+            tls.close()
             return
-        self.RequestHandlerClass(tls, client_address, self)
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            tls.close()
+
+
+def _linger(sock: socket.socket) -> None:
+    """Close as web servers do: stop writing, drain what the client already
+    sent, then close. An abrupt close with unread data sends a reset, which can
+    destroy the TLS alert (with TLS 1.3 the client's request is already on its
+    way when its certificate is refused)."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(2)
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
 
 
 class _Handler(BaseHTTPRequestHandler):
