@@ -14,6 +14,7 @@ from providers.exceptions import DriverUnavailable
 
 DRIVERS: dict[str, str] = {
     "ec2": "providers.drivers.ec2.EC2Driver",
+    "fgcp": "providers.drivers.fgcp.FGCPDriver",
     "mock": "providers.drivers.mock.MockDriver",
 }
 
