@@ -14,17 +14,19 @@ defusedxml, which refuses DTDs and entity expansion.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import certifi
 import requests
 from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser
 from defusedxml.ElementTree import fromstring as safe_fromstring
 from requests.adapters import HTTPAdapter
 
@@ -197,6 +199,52 @@ def status_error(status: str, message: str, action: str = "") -> ProviderError:
     return ProviderError(f"{status}: {message}" if status else message, detail=detail)
 
 
+class _Collector:
+    """A parser target that hands over each finished ``<diskimage>`` while the
+    document is still arriving, and keeps nothing else but the status. A
+    catalog of any size then costs one image of memory, not one document."""
+
+    def __init__(self, item: str) -> None:
+        self.item = item
+        self.root = ""
+        self.depth = 0
+        self.ready: list[ET.Element] = []
+        self.top: dict[str, str] = {}  # responseStatus, responseMessage
+        self._builder: ET.TreeBuilder | None = None
+        self._text: list[str] = []
+
+    def start(self, tag: str, attrs: dict[str, str]) -> None:
+        self.depth += 1
+        if self.depth == 1:
+            self.root = _local(tag)
+            if not self.root.endswith("Response"):
+                raise Unavailable(f"FGCP answered with an unexpected <{self.root}>")
+        if self._builder is None and _local(tag) == self.item:
+            self._builder = ET.TreeBuilder()
+        if self._builder is not None:
+            self._builder.start(tag, attrs)
+        self._text = []
+
+    def data(self, text: str) -> None:
+        if self._builder is not None:
+            self._builder.data(text)
+        else:
+            self._text.append(text)
+
+    def end(self, tag: str) -> None:
+        self.depth -= 1
+        if self._builder is not None:
+            self._builder.end(tag)
+            if _local(tag) == self.item:
+                self.ready.append(self._builder.close())
+                self._builder = None
+        elif self.depth == 1:
+            self.top[_local(tag)] = "".join(self._text).strip()
+
+    def close(self) -> None:
+        return None
+
+
 def parse_disk_image(elem: ET.Element) -> DiskImage:
     softwares = tuple(_text(s, "name") for s in _children(_child(elem, "softwares"), "software"))
     return DiskImage(
@@ -334,18 +382,12 @@ class FGCPClient:
                     self._session = session
         return self._session
 
-    def _call(
-        self, action: str, params: Mapping[str, str] | None = None, document: bytes = b""
-    ) -> ET.Element:
-        fields = {"Action": action, "Version": self.version, "Locale": self.locale, **(params or {})}
-        fields.update(self.signed())
+    @contextlib.contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        """requests' exceptions as typed provider errors; the only such place
+        (responseStatus is read by ``parse_response`` and ``_stream``)."""
         try:
-            if document:
-                response = self.session().post(
-                    self.endpoint, files=self._multipart(fields, document), timeout=self.timeout
-                )
-            else:
-                response = self.session().get(self.endpoint, params=fields, timeout=self.timeout)
+            yield
         except requests.Timeout:
             raise ProviderTimeout(f"FGCP did not answer {action} in time") from None
         except requests.RequestException as exc:
@@ -355,14 +397,70 @@ class FGCPClient:
                     "FGCP refused the account's client certificate in the TLS handshake",
                     detail=f"{action}: {text[:500]}",
                 ) from None
+            if "timed out" in text:  # a stalled body: requests says ConnectionError
+                raise ProviderTimeout(f"FGCP did not finish answering {action} in time") from None
             raise Unavailable(f"FGCP could not be reached for {action}", detail=text[:500]) from None
-        if response.status_code != 200:
-            # The API itself always answers 200; anything else is a proxy or an outage.
-            error = (
-                Unavailable if response.status_code >= 500 or response.status_code == 429 else ProviderError
+
+    def _request(self, action: str, params: Mapping[str, str] | None, document: bytes, stream: bool):
+        fields = {"Action": action, "Version": self.version, "Locale": self.locale, **(params or {})}
+        fields.update(self.signed())
+        session = self.session()
+        if document:
+            response = session.post(
+                self.endpoint, files=self._multipart(fields, document), timeout=self.timeout, stream=stream
             )
-            raise error(f"FGCP answered {action} with HTTP {response.status_code}")
-        return parse_response(response.content, action)
+        else:
+            response = session.get(self.endpoint, params=fields, timeout=self.timeout, stream=stream)
+        if response.status_code != 200:
+            response.close()
+            # The API itself always answers 200; anything else is a proxy or an outage.
+            code = response.status_code
+            error = Unavailable if code >= 500 or code == 429 else ProviderError
+            raise error(f"FGCP answered {action} with HTTP {code}")
+        return response
+
+    def _call(
+        self, action: str, params: Mapping[str, str] | None = None, document: bytes = b""
+    ) -> ET.Element:
+        with self._translated(action):
+            body = self._request(action, params, document, stream=False).content
+        return parse_response(body, action)
+
+    def _stream(
+        self, action: str, item: str, params: Mapping[str, str] | None = None
+    ) -> Iterator[ET.Element]:
+        """Each ``<item>`` of the answer as it is parsed. The status comes last
+        in FGCP's documents, so a failure is raised after the items: callers
+        (sync) must treat a listing that ends in an error as failed whole."""
+        collector = _Collector(item)
+        parser = DefusedXMLParser(
+            target=collector, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
+        with self._translated(action):
+            response = self._request(action, params, b"", stream=True)
+        with contextlib.closing(response):
+            chunks = response.iter_content(chunk_size=64 * 1024)
+            while True:
+                with self._translated(action):
+                    chunk = next(chunks, None)
+                try:
+                    if chunk is None:
+                        parser.close()
+                    else:
+                        parser.feed(chunk)
+                except DefusedXmlException:
+                    raise ProviderError(
+                        f"FGCP answered {action} with a DTD or entities, which we refuse"
+                    ) from None
+                except ET.ParseError:
+                    raise Unavailable(f"FGCP answered {action} with something that is not XML") from None
+                yield from collector.ready
+                collector.ready.clear()
+                if chunk is None:
+                    break
+        status = collector.top.get("responseStatus", "")
+        if status != "SUCCESS":
+            raise status_error(status, collector.top.get("responseMessage", ""), action)
 
     @staticmethod
     def _multipart(fields: Mapping[str, str], document: bytes) -> dict[str, tuple]:
@@ -377,9 +475,13 @@ class FGCPClient:
 
     # -- calls ------------------------------------------------------------------------------
 
+    def iter_disk_images(self) -> Iterator[DiskImage]:
+        """ListDiskImage, one image at a time as the answer streams in."""
+        for elem in self._stream("ListDiskImage", "diskimage"):
+            yield parse_disk_image(elem)
+
     def list_disk_images(self) -> list[DiskImage]:
-        root = self._call("ListDiskImage")
-        return [parse_disk_image(e) for e in _children(_child(root, "diskimages"), "diskimage")]
+        return list(self.iter_disk_images())
 
     def get_disk_image(self, image_id: str) -> DiskImage:
         found = _child(self._call("GetDiskImageAttributes", {"diskImageId": image_id}), "diskimage")

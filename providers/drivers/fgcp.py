@@ -12,10 +12,12 @@ before the call. All provider errors are already typed by
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 from providers.base import (
     Address,
@@ -34,6 +36,7 @@ from providers.base import (
 from providers.exceptions import InvalidParameter, InvalidState, NotFound
 from providers.fgcp_client import ENDPOINTS, VERSIONS, DiskImage, FGCPClient, VServer, vsys_id_of
 from providers.fgcp_identity import ClientIdentity
+from providers.params import param
 
 # FGCP vserver states, as Deltacloud mapped them.
 INSTANCE_STATES: Mapping[str, str] = {
@@ -91,6 +94,61 @@ CAPABILITIES = Capabilities(
 )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FGCPParams:
+    """Where the account's FGCP endpoint is and how to talk to it (the region is the provider)."""
+
+    endpoint_url: str = param(
+        "An endpoint instead of the region's (https://.../ovissapi/endpoint).", default=""
+    )
+    ca_cert: str = param(
+        "PEM certificates of the CA(s) to trust for the endpoint, instead of the public CAs.", default=""
+    )
+    api_version: Literal["2011-01-31", "2015-01-30"] = param(
+        "The API version sent with every call.", default=VERSIONS[0]
+    )
+    locale: Literal["en", "ja"] = param("The language of FGCP's messages and image names.", default="en")
+    timezone: str = param("The time zone named in the signed AccessKeyId.", default="UTC")
+    user: str = param("Our registrant (owner id); empty means the certificate's common name.", default="")
+    page_size: int = param(
+        "Images handed to sync at a time while ListDiskImage streams in (FGCP itself does not page).",
+        default=500,
+        minimum=1,
+        maximum=10000,
+    )
+    connect_timeout: float = param(
+        "Seconds to wait for a connection.", default=10.0, minimum=0.1, maximum=300
+    )
+    read_timeout: float = param("Seconds to wait for an answer.", default=60.0, minimum=0.1, maximum=900)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FGCPCredentials:
+    """The FGCP user certificate: the PKCS#12 file FGCP issues, or the same in PEM."""
+
+    pkcs12: str = param("Base64 of the user certificate file (UserCert.p12).", default="", secret=True)
+    passphrase: str = param(
+        "The passphrase of the PKCS#12 file (or of the PEM key).", default="", secret=True
+    )
+    certificate: str = param("The user certificate in PEM, instead of pkcs12.", default="")
+    private_key: str = param("Its RSA private key in PEM, with certificate.", default="", secret=True)
+
+    def __post_init__(self) -> None:
+        pem = bool(self.certificate or self.private_key)
+        if bool(self.pkcs12) == pem:
+            raise ValueError("give 'pkcs12' (and its 'passphrase'), or 'certificate' and 'private_key'")
+        if pem and not (self.certificate and self.private_key):
+            raise ValueError("'certificate' and 'private_key' go together")
+
+    def as_mapping(self) -> dict[str, str]:
+        return {
+            "pkcs12": self.pkcs12,
+            "passphrase": self.passphrase,
+            "certificate": self.certificate,
+            "private_key": self.private_key,
+        }
+
+
 def image_architecture(os_name: str) -> str:
     return "i386" if _32_BIT.search(os_name) else "x86_64"
 
@@ -130,44 +188,23 @@ class FGCPDriver(Driver):
     )
     hardware_profiles = HARDWARE_PROFILES
 
+    Params = FGCPParams
+    Credentials = FGCPCredentials
+    params: FGCPParams
+    credentials: FGCPCredentials
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.region = self.provider or str(self.params.get("region") or "")
-        endpoint = str(self.params.get("endpoint_url") or "") or ENDPOINTS.get(self.region, "")
-        if not endpoint:
+        self.endpoint = self.params.endpoint_url or ENDPOINTS.get(self.provider, "")
+        if not self.endpoint:
             raise InvalidParameter(
-                f"FGCP needs a region ({', '.join(sorted(ENDPOINTS))}) as provider, or params.endpoint_url"
+                f"FGCP needs a region ({', '.join(sorted(ENDPOINTS))}) as provider, or an endpoint_url"
             )
-        version = str(self.params.get("api_version") or VERSIONS[0])
-        if version not in VERSIONS:
-            raise InvalidParameter(f"FGCP parameter 'api_version' must be one of {', '.join(VERSIONS)}")
-        locale = str(self.params.get("locale") or "en")
-        if locale not in ("en", "ja"):
-            raise InvalidParameter("FGCP parameter 'locale' must be 'en' or 'ja'")
-        self.endpoint = endpoint
-        self._settings = {
-            "ca_pem": str(self.params.get("ca_cert") or "") or None,
-            "version": version,
-            "locale": locale,
-            "timezone": str(self.params.get("timezone") or "UTC"),
-            "connect_timeout": self._seconds("connect_timeout", 10.0),
-            "read_timeout": self._seconds("read_timeout", 60.0),
-        }
-        self._user = str(self.params.get("user") or "")
         self._lock = threading.Lock()
         self._client: FGCPClient | None = None
 
     def __repr__(self) -> str:  # never show credentials
         return f"<{type(self).__name__} provider={self.provider!r} endpoint={self.endpoint!r}>"
-
-    def _seconds(self, key: str, default: float) -> float:
-        try:
-            value = float(self.params.get(key, default))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise InvalidParameter(f"FGCP parameter '{key}' must be a number") from None
-        if value <= 0:
-            raise InvalidParameter(f"FGCP parameter '{key}' must be positive")
-        return value
 
     def client(self) -> FGCPClient:
         """The account's client, built on first use: the certificate is only
@@ -175,8 +212,18 @@ class FGCPDriver(Driver):
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    identity = ClientIdentity.from_credentials(self.credentials, user=self._user)
-                    self._client = FGCPClient(endpoint=self.endpoint, identity=identity, **self._settings)
+                    p = self.params
+                    identity = ClientIdentity.from_credentials(self.credentials.as_mapping(), user=p.user)
+                    self._client = FGCPClient(
+                        endpoint=self.endpoint,
+                        identity=identity,
+                        ca_pem=p.ca_cert or None,
+                        version=p.api_version,
+                        locale=p.locale,
+                        timezone=p.timezone,
+                        connect_timeout=p.connect_timeout,
+                        read_timeout=p.read_timeout,
+                    )
         return self._client
 
     # -- description ---------------------------------------------------------
@@ -222,8 +269,11 @@ class FGCPDriver(Driver):
         )
 
     def iter_image_pages(self) -> Iterator[Sequence[ProviderImage]]:
-        # ListDiskImage has no paging: one page, the account's whole (small) catalog.
-        yield [self._image(d) for d in self.client().list_disk_images()]
+        # ListDiskImage has no paging; its answer is parsed as it streams in and
+        # handed over page_size images at a time.
+        images = (self._image(d) for d in self.client().iter_disk_images())
+        while page := list(itertools.islice(images, self.params.page_size)):
+            yield page
 
     def get_image(self, image_id: str) -> ProviderImage | None:
         try:

@@ -24,10 +24,12 @@ import base64
 import binascii
 import email.parser
 import email.policy
+import re
 import secrets
 import socket
 import ssl
 import string
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -52,6 +54,7 @@ PATH = "/ovissapi/endpoint"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fgcp"
 VERSIONS = {"2011-01-31", "2012-02-18", "2012-07-20", "2015-01-30"}
 DONE = "Processing was completed."
+IMAGE_ID = re.compile(r"^IMG[A-Za-z0-9_]+$")
 
 
 @dataclass
@@ -182,6 +185,7 @@ class FakeFGCP:
         self.calls: list[tuple[str, str, str]] = []  # (HTTP method, Action, user)
         self.last_fields: dict[str, str] = {}
         self.handshake_failures: list[str] = []
+        self.server_errors: list[str] = []  # connections that broke after the handshake
         self.stall_seconds = 0.0
         self._canned: dict[str, bytes] = {}
         self._server: _Server | None = None
@@ -218,6 +222,14 @@ class FakeFGCP:
         with self.lock:
             self.images[image.id] = image
         return image.id
+
+    def finish_registrations(self, name: str | None = None) -> None:
+        """End the copies now (all, or those registering ``name``)."""
+        with self.lock:
+            for reg in self.registrations:
+                if name is None or reg.image.name == name:
+                    reg.ready_at = 0
+            self._settle()
 
     def listed(self, contract: str) -> list[Image]:
         with self.lock:
@@ -390,13 +402,17 @@ class FakeFGCP:
     def _do_ListDiskImage(self, contract, user, fields, files):
         return {"diskimages": [self._image_xml(i) for i in self.listed(contract)]}
 
-    def _do_GetDiskImageAttributes(self, contract, user, fields, files):
-        image = self.images.get(fields.get("diskImageId", ""))
+    def _image(self, contract: str, fields: dict[str, str]) -> Image:
+        image_id = fields.get("diskImageId", "")
+        if not IMAGE_ID.match(image_id):
+            raise FGCPError("VALIDATION_ERROR", f"A wrong value is set. [diskImageId:{image_id}]")
+        image = self.images.get(image_id)
         if image is None or image.contract not in (None, contract):
-            raise FGCPError(
-                "RESOURCE_NOT_FOUND", f"The disk image [{fields.get('diskImageId')}] does not exist."
-            )
-        return {"diskimage": self._image_xml(image)}
+            raise FGCPError("RESOURCE_NOT_FOUND", f"The disk image [{image_id}] does not exist.")
+        return image
+
+    def _do_GetDiskImageAttributes(self, contract, user, fields, files):
+        return {"diskimage": self._image_xml(self._image(contract, fields))}
 
     def _do_ListVSYS(self, contract, user, fields, files):
         vsyss = [
@@ -463,11 +479,7 @@ class FakeFGCP:
         return {}
 
     def _do_UnregisterDiskImage(self, contract, user, fields, files):
-        image = self.images.get(fields.get("diskImageId", ""))
-        if image is None or image.contract not in (None, contract):
-            raise FGCPError(
-                "RESOURCE_NOT_FOUND", f"The disk image [{fields.get('diskImageId')}] does not exist."
-            )
+        image = self._image(contract, fields)
         if image.contract is None:
             raise FGCPError("ACCESS_NOT_PERMIT", "User doesn't have the right of access.")
         del self.images[image.id]
@@ -480,6 +492,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address, handler, context: ssl.SSLContext, fake: FakeFGCP) -> None:
         self.context, self.fake = context, fake
         super().__init__(address, handler)
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that hung up mid-answer (a timeout test) is not the fake's failure.
+        with self.fake.lock:
+            self.fake.server_errors.append(repr(sys.exc_info()[1]))
 
     def finish_request(self, request, client_address) -> None:
         # The handshake happens here, in the connection's thread, not in accept().

@@ -8,7 +8,7 @@ import threading
 import pytest
 from django.db import connection, transaction
 
-from images import operations, services
+from images import operations, services, sync
 from images.models import Operation
 from images.operations import image_create
 from providers.exceptions import Conflict
@@ -19,7 +19,7 @@ from tests.conftest import make_account
 def test_a_concurrent_same_named_create_waits_then_is_refused(api_user):
     # given: an FGCP-like account with two stopped instances
     account = make_account("cloud", users=[api_user], is_default=True, params={"profile": "fgcp"})
-    services.catalog_sync(account=account)
+    sync.catalog_sync(account=account)
     driver = services.build_driver(account=account)
     driver.instance_action("inst1", "stop")
     driver.instance_action("inst2", "stop")

@@ -8,9 +8,10 @@ import time
 
 import pytest
 
+from providers import registry
 from providers.base import ImageState, RootType
-from providers.drivers.fgcp import FGCPDriver, image_architecture, image_hardware_profiles
-from providers.exceptions import AuthFailure, InvalidParameter, InvalidState, NotFound
+from providers.drivers.fgcp import image_architecture, image_hardware_profiles
+from providers.exceptions import AuthFailure, InvalidParameter, InvalidState, NotFound, Unavailable
 from tests.fakes.fgcp import FakeFGCP
 from tests.fakes.pki import Authority
 
@@ -33,11 +34,13 @@ def fake(ca):
         yield running
 
 
+def make(provider="au", params=None, credentials=None):
+    return registry.create("fgcp", provider=provider, params=params, credentials=credentials)
+
+
 @pytest.fixture
 def driver(fake, ca, credentials):
-    return FGCPDriver(
-        provider="au", params={"endpoint_url": fake.url, "ca_cert": ca.pem}, credentials=credentials
-    )
+    return make(provider="au", params={"endpoint_url": fake.url, "ca_cert": ca.pem}, credentials=credentials)
 
 
 @pytest.mark.parametrize(
@@ -131,27 +134,58 @@ def test_created_image_is_found_by_name_and_registrant_only(driver, fake):
 
 def test_identity_is_the_certificate_user_unless_named(fake, ca, credentials):
     params = {"endpoint_url": fake.url, "ca_cert": ca.pem}
-    assert FGCPDriver(provider="au", params=params, credentials=credentials).identity() == "DWUSER01"
-    named = FGCPDriver(provider="au", params={**params, "user": "DWADMIN"}, credentials=credentials)
+    assert make(provider="au", params=params, credentials=credentials).identity() == "DWUSER01"
+    named = make(provider="au", params={**params, "user": "DWADMIN"}, credentials=credentials)
     assert named.identity() == "DWADMIN"
 
 
 def test_settings_and_secrets(fake, ca, credentials):
     with pytest.raises(InvalidParameter, match="region"):
-        FGCPDriver(provider="", params={}, credentials=credentials)
+        make(provider="", params={}, credentials=credentials)
     with pytest.raises(InvalidParameter, match="api_version"):
-        FGCPDriver(provider="uk", params={"api_version": "2009-01-01"}, credentials=credentials)
-    assert FGCPDriver(provider="jp-west", credentials=credentials).endpoint.startswith(
-        "https://api.oviss2.jp"
-    )
+        make(provider="uk", params={"api_version": "2009-01-01"}, credentials=credentials)
+    with pytest.raises(InvalidParameter, match="pkcs12"):
+        make(provider="uk", credentials={"passphrase": "only-this"})
+    with pytest.raises(InvalidParameter, match="together"):
+        make(provider="uk", credentials={"certificate": "-----BEGIN CERTIFICATE-----"})
+    assert make(provider="jp-west", credentials=credentials).endpoint.startswith("https://api.oviss2.jp")
     # credentials are opened on first use, and never shown
-    broken = FGCPDriver(provider="au", params={"endpoint_url": fake.url}, credentials={"pkcs12": "AAAA"})
+    broken = make(provider="au", params={"endpoint_url": fake.url}, credentials={"pkcs12": "AAAA"})
     assert broken.capabilities.create_returns_id is False
     with pytest.raises(AuthFailure):
         broken.list_images()
-    driver = FGCPDriver(
+    driver = make(
         provider="au", params={"endpoint_url": fake.url, "ca_cert": ca.pem}, credentials=credentials
     )
     driver.list_images()
-    shown = repr(driver) + repr(driver.client()) + repr(driver.client().identity)
+    shown = repr(driver) + repr(driver.client()) + repr(driver.client().identity) + repr(driver.credentials)
     assert "driver-passphrase" not in shown and credentials["pkcs12"][:20] not in shown
+
+
+def test_listing_streams_in_pages_and_a_late_error_fails_it_whole(fake, ca, credentials):
+    # given: a catalog larger than a page, and an answer that ends in an error status
+    for n in range(30):
+        fake.add_image(f"bulk-{n}", "DWUSER01")
+    driver = make(
+        params={"endpoint_url": fake.url, "ca_cert": ca.pem, "page_size": 7}, credentials=credentials
+    )
+    pages = [len(page) for page in driver.iter_image_pages()]
+    assert pages == [7, 7, 7, 7, 7, 7, 3]  # 15 recorded + 30
+    listed = fake.listed("DWUSER01")
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?><ListDiskImageResponse xmlns="http://apioviss.jp.fujitsu.com">'
+        b"<diskimages>"
+        + b"".join(
+            f"<diskimage><diskimageId>{i.id}</diskimageId><diskimageName>{i.name}</diskimageName></diskimage>".encode()
+            for i in listed[:10]
+        )
+        + b"</diskimages><responseMessage>System busy.</responseMessage>"
+        b"<responseStatus>SYSTEM_ERROR</responseStatus></ListDiskImageResponse>"
+    )
+    fake.answer_next("ListDiskImage", body)
+    seen = []
+    with pytest.raises(Unavailable, match="System busy"):
+        for page in driver.iter_image_pages():
+            seen.append(len(page))
+    # the pages before the status were handed over; sync discards such a listing whole
+    assert seen == [7]
