@@ -7,9 +7,9 @@ signed ``AccessKeyId`` and ``Signature`` on every call (query string, or the
 ``Document`` part of a multipart POST when a call carries an XML document);
 HTTP 200 always, with the outcome in ``<responseStatus>``.
 
-``_call`` is the one place where transport failures and non-SUCCESS statuses
-become the typed errors of ``providers.exceptions``. Responses are parsed with
-defusedxml, which refuses DTDs and entity expansion.
+``_translated`` is the one place where transport failures become the typed
+errors of ``providers.exceptions``; ``providers.fgcp_xml`` reads the answers
+(with defusedxml) and maps their statuses.
 """
 
 from __future__ import annotations
@@ -20,26 +20,32 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import certifi
 import requests
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
-from defusedxml.ElementTree import fromstring as safe_fromstring
 from requests.adapters import HTTPAdapter
 
-from providers.exceptions import (
-    AuthFailure,
-    InvalidParameter,
-    InvalidState,
-    NotFound,
-    ProviderError,
-    ProviderTimeout,
-    Unavailable,
-)
+from providers.exceptions import AuthFailure, NotFound, ProviderError, ProviderTimeout, Unavailable
 from providers.fgcp_identity import ClientIdentity, access_key_id
+from providers.fgcp_xml import (
+    DiskImage,
+    ItemCollector,
+    VServer,
+    VSys,
+    child,
+    children,
+    disk_image_document,
+    parse_disk_image,
+    parse_response,
+    parse_vserver,
+    parse_vsys,
+    status_error,
+    text_of,
+    vsys_id_of,
+)
 
 ENDPOINTS: Mapping[str, str] = {
     "au": "https://api.globalcloud.fujitsu.com.au/ovissapi/endpoint",
@@ -51,17 +57,8 @@ ENDPOINTS: Mapping[str, str] = {
     "us": "https://api.globalcloud.us.fujitsu.com/ovissapi/endpoint",
 }
 VERSIONS = ("2011-01-31", "2015-01-30")
-LOCALES = ("en", "ja")
 USER_AGENT = "OViSS-API-CLIENT"  # what Fujitsu's own tools and Deltacloud sent
 
-# vsys ids are "<contract>-<code>"; vservers "<vsys>-S-<nnnn>", networks "<vsys>-N-<name>".
-_VSERVER_ID = re.compile(r"^([A-Za-z0-9]+-[A-Za-z0-9]+)-S-[0-9]{4}$")
-
-# FGCP's own status names for rejected credentials were never published or
-# recorded; Deltacloud matched the message a certificate of another region
-# gets ("User not found in selectData."). Both checks are needed.
-_AUTH_STATUS = re.compile(r"AUTH|SIGNATURE|CERTIFICATE")
-_AUTH_MESSAGE = re.compile(r"User not found in selectData", re.IGNORECASE)
 _QUERY = re.compile(r"\?[^\s)'\"]*")
 # TLS alerts by which a server refuses the certificate we presented.
 _REJECTED_CERT = re.compile(
@@ -69,235 +66,6 @@ _REJECTED_CERT = re.compile(
     r"unsupported certificate|access denied)",
     re.IGNORECASE,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class DiskImage:
-    """One ``<diskimage>`` of ListDiskImage / GetDiskImageAttributes."""
-
-    id: str
-    name: str
-    description: str
-    os_name: str
-    os_type: str
-    creator: str
-    registrant: str
-    license_info: str
-    size: str
-    softwares: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class VSys:
-    """A virtual system: FGCP's unit holding vservers, networks and a firewall."""
-
-    id: str
-    name: str
-    creator: str
-    base_descriptor: str
-    description: str
-
-
-@dataclass(frozen=True, slots=True)
-class VNic:
-    network_id: str
-    nic_no: str
-    private_ip: str
-
-
-@dataclass(frozen=True, slots=True)
-class VServer:
-    """One ``<vserver>`` of ListVServer / GetVServerAttributes."""
-
-    id: str
-    name: str
-    type: str
-    creator: str
-    disk_image_id: str
-    vnics: tuple[VNic, ...] = ()
-
-    @property
-    def vsys_id(self) -> str:
-        return vsys_id_of(self.id) or ""
-
-    @property
-    def is_appliance(self) -> bool:
-        """Firewalls (``-S-0001``) and load balancers (NIC number above 0) are
-        listed like vservers but are not servers one can image."""
-        return (
-            self.id.endswith("-S-0001")
-            or self.type.lower() in ("firewall", "slb")
-            or any(n.nic_no not in ("", "0") for n in self.vnics[:1])
-        )
-
-
-def vsys_id_of(vserver_id: str) -> str | None:
-    """The vsys a vserver id belongs to, or None when it is not a vserver id."""
-    found = _VSERVER_ID.match(vserver_id)
-    return found.group(1) if found else None
-
-
-# -- XML ----------------------------------------------------------------------------------
-
-
-def _local(tag: str) -> str:
-    return tag.rpartition("}")[2]
-
-
-def _text(elem: ET.Element, name: str) -> str:
-    for child in elem:
-        if _local(child.tag) == name:
-            return (child.text or "").strip()
-    return ""
-
-
-def _children(elem: ET.Element | None, name: str) -> list[ET.Element]:
-    return [c for c in elem or () if _local(c.tag) == name]
-
-
-def _child(elem: ET.Element, name: str) -> ET.Element | None:
-    found = _children(elem, name)
-    return found[0] if found else None
-
-
-def parse_response(body: bytes, action: str = "") -> ET.Element:
-    """The response document, or the typed error its responseStatus means."""
-    try:
-        root = safe_fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException:
-        raise ProviderError(
-            f"FGCP answered {action or 'a call'} with a DTD or entities, which we refuse"
-        ) from None
-    except ET.ParseError:
-        # A proxy or load balancer page, not the API: worth another try later.
-        raise Unavailable(f"FGCP answered {action or 'a call'} with something that is not XML") from None
-    if not _local(root.tag).endswith("Response"):
-        raise Unavailable(f"FGCP answered {action or 'a call'} with an unexpected <{_local(root.tag)}>")
-    status = _text(root, "responseStatus")
-    if status != "SUCCESS":
-        raise status_error(status, _text(root, "responseMessage"), action)
-    return root
-
-
-def status_error(status: str, message: str, action: str = "") -> ProviderError:
-    """The typed error for a non-SUCCESS ``responseStatus``."""
-    detail = f"{action}: {status}" if action else status
-    message = message or f"FGCP answered {status or 'no status'}"
-    if _AUTH_STATUS.search(status) or _AUTH_MESSAGE.search(message):
-        return AuthFailure(f"FGCP rejected the account's certificate: {message}", detail=detail)
-    if "synchronized" in message:
-        # The host's clock, not the request: neither a bad parameter nor the credentials.
-        return ProviderError(f"FGCP refused the request time: {message}", detail=detail)
-    if status == "RESOURCE_NOT_FOUND":
-        return NotFound(message, detail=detail)
-    if status == "VALIDATION_ERROR":
-        return InvalidParameter(message, detail=detail)
-    if status.startswith(("ILLEGAL_STATE", "ALREADY_")) or status == "NEVER_BOOTED":
-        return InvalidState(message, detail=detail)
-    if status in ("BUSY", "SYSTEM_ERROR", "SERVICE_UNAVAILABLE"):
-        return Unavailable(f"{status}: {message}", detail=detail)
-    return ProviderError(f"{status}: {message}" if status else message, detail=detail)
-
-
-class _Collector:
-    """A parser target that hands over each finished ``<diskimage>`` while the
-    document is still arriving, and keeps nothing else but the status. A
-    catalog of any size then costs one image of memory, not one document."""
-
-    def __init__(self, item: str) -> None:
-        self.item = item
-        self.root = ""
-        self.depth = 0
-        self.ready: list[ET.Element] = []
-        self.top: dict[str, str] = {}  # responseStatus, responseMessage
-        self._builder: ET.TreeBuilder | None = None
-        self._text: list[str] = []
-
-    def start(self, tag: str, attrs: dict[str, str]) -> None:
-        self.depth += 1
-        if self.depth == 1:
-            self.root = _local(tag)
-            if not self.root.endswith("Response"):
-                raise Unavailable(f"FGCP answered with an unexpected <{self.root}>")
-        if self._builder is None and _local(tag) == self.item:
-            self._builder = ET.TreeBuilder()
-        if self._builder is not None:
-            self._builder.start(tag, attrs)
-        self._text = []
-
-    def data(self, text: str) -> None:
-        if self._builder is not None:
-            self._builder.data(text)
-        else:
-            self._text.append(text)
-
-    def end(self, tag: str) -> None:
-        self.depth -= 1
-        if self._builder is not None:
-            self._builder.end(tag)
-            if _local(tag) == self.item:
-                self.ready.append(self._builder.close())
-                self._builder = None
-        elif self.depth == 1:
-            self.top[_local(tag)] = "".join(self._text).strip()
-
-    def close(self) -> None:
-        return None
-
-
-def parse_disk_image(elem: ET.Element) -> DiskImage:
-    softwares = tuple(_text(s, "name") for s in _children(_child(elem, "softwares"), "software"))
-    return DiskImage(
-        id=_text(elem, "diskimageId"),
-        name=_text(elem, "diskimageName"),
-        description=_text(elem, "description"),
-        os_name=_text(elem, "osName"),
-        os_type=_text(elem, "osType"),
-        creator=_text(elem, "creatorName"),
-        registrant=_text(elem, "registrant"),
-        license_info=_text(elem, "licenseInfo"),
-        size=_text(elem, "size"),
-        softwares=softwares,
-    )
-
-
-def parse_vserver(elem: ET.Element) -> VServer:
-    vnics = tuple(
-        VNic(_text(v, "networkId"), _text(v, "nicNo"), _text(v, "privateIp"))
-        for v in _children(_child(elem, "vnics"), "vnic")
-    )
-    return VServer(
-        id=_text(elem, "vserverId"),
-        name=_text(elem, "vserverName"),
-        type=_text(elem, "vserverType"),
-        creator=_text(elem, "creator"),
-        disk_image_id=_text(elem, "diskimageId"),
-        vnics=vnics,
-    )
-
-
-def parse_vsys(elem: ET.Element) -> VSys:
-    return VSys(
-        id=_text(elem, "vsysId"),
-        name=_text(elem, "vsysName"),
-        creator=_text(elem, "creator"),
-        base_descriptor=_text(elem, "baseDescriptor"),
-        description=_text(elem, "description"),
-    )
-
-
-def disk_image_document(vserver_id: str, name: str, description: str) -> bytes:
-    """RegisterPrivateDiskImage's attached document (escaped, unlike string
-    templates); the same name and description in both locales, as Deltacloud sent."""
-    request = ET.Element("Request")
-    ET.SubElement(request, "vserverId").text = vserver_id
-    locales = ET.SubElement(request, "locales")
-    for lcid in LOCALES:
-        locale = ET.SubElement(locales, "locale")
-        ET.SubElement(locale, "lcid").text = lcid
-        ET.SubElement(locale, "name").text = name
-        ET.SubElement(locale, "description").text = description
-    return ET.tostring(request, encoding="UTF-8", xml_declaration=True)
 
 
 # -- transport --------------------------------------------------------------------------
@@ -321,7 +89,7 @@ class _IdentityAdapter(HTTPAdapter):
         conn.ca_cert_dir = None
 
 
-def _chain_text(exc: BaseException) -> str:
+def _chaintext_of(exc: BaseException) -> str:
     """The exception and its causes, with query strings (our signature) cut out."""
     seen, parts, current = set(), [], exc
     while current is not None and id(current) not in seen:
@@ -391,7 +159,7 @@ class FGCPClient:
         except requests.Timeout:
             raise ProviderTimeout(f"FGCP did not answer {action} in time") from None
         except requests.RequestException as exc:
-            text = _chain_text(exc)
+            text = _chaintext_of(exc)
             if _REJECTED_CERT.search(text):
                 raise AuthFailure(
                     "FGCP refused the account's client certificate in the TLS handshake",
@@ -432,7 +200,7 @@ class FGCPClient:
         """Each ``<item>`` of the answer as it is parsed. The status comes last
         in FGCP's documents, so a failure is raised after the items: callers
         (sync) must treat a listing that ends in an error as failed whole."""
-        collector = _Collector(item)
+        collector = ItemCollector(item)
         parser = DefusedXMLParser(
             target=collector, forbid_dtd=True, forbid_entities=True, forbid_external=True
         )
@@ -484,17 +252,17 @@ class FGCPClient:
         return list(self.iter_disk_images())
 
     def get_disk_image(self, image_id: str) -> DiskImage:
-        found = _child(self._call("GetDiskImageAttributes", {"diskImageId": image_id}), "diskimage")
+        found = child(self._call("GetDiskImageAttributes", {"diskImageId": image_id}), "diskimage")
         if found is None:
             raise NotFound(f"Image {image_id} not found")
         return parse_disk_image(found)
 
     def list_vsys(self) -> list[VSys]:
-        return [parse_vsys(e) for e in _children(_child(self._call("ListVSYS"), "vsyss"), "vsys")]
+        return [parse_vsys(e) for e in children(child(self._call("ListVSYS"), "vsyss"), "vsys")]
 
     def list_vservers(self, vsys_id: str) -> list[VServer]:
         root = self._call("ListVServer", {"vsysId": vsys_id})
-        return [parse_vserver(e) for e in _children(_child(root, "vservers"), "vserver")]
+        return [parse_vserver(e) for e in children(child(root, "vservers"), "vserver")]
 
     def _vserver_params(self, vserver_id: str) -> dict[str, str]:
         vsys_id = vsys_id_of(vserver_id)
@@ -503,13 +271,13 @@ class FGCPClient:
         return {"vsysId": vsys_id, "vserverId": vserver_id}
 
     def get_vserver(self, vserver_id: str) -> VServer:
-        found = _child(self._call("GetVServerAttributes", self._vserver_params(vserver_id)), "vserver")
+        found = child(self._call("GetVServerAttributes", self._vserver_params(vserver_id)), "vserver")
         if found is None:
             raise NotFound(f"Instance {vserver_id} not found")
         return parse_vserver(found)
 
     def get_vserver_status(self, vserver_id: str) -> str:
-        return _text(self._call("GetVServerStatus", self._vserver_params(vserver_id)), "vserverStatus")
+        return text_of(self._call("GetVServerStatus", self._vserver_params(vserver_id)), "vserverStatus")
 
     def register_private_disk_image(self, vserver_id: str, name: str, description: str) -> None:
         """Start copying a stopped vserver's disk. FGCP answers with a status only:

@@ -34,8 +34,9 @@ from providers.base import (
     Transition,
 )
 from providers.exceptions import InvalidParameter, InvalidState, NotFound
-from providers.fgcp_client import ENDPOINTS, VERSIONS, DiskImage, FGCPClient, VServer, vsys_id_of
+from providers.fgcp_client import ENDPOINTS, VERSIONS, FGCPClient
 from providers.fgcp_identity import ClientIdentity
+from providers.fgcp_xml import DiskImage, VServer, vsys_id_of
 from providers.params import param
 
 # FGCP vserver states, as Deltacloud mapped them.

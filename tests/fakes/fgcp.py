@@ -22,21 +22,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.parser
-import email.policy
 import re
 import secrets
-import socket
 import ssl
 import string
-import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import yaml
 from cryptography import x509
@@ -47,10 +41,10 @@ from cryptography.x509.oid import NameOID
 from defusedxml.ElementTree import fromstring as safe_fromstring
 
 from providers.fgcp_identity import transient_file
+from tests.fakes.fgcp_server import PATH, Handler, Server
 from tests.fakes.pki import Authority, key_pem, pem
 
 NS = "http://apioviss.jp.fujitsu.com"
-PATH = "/ovissapi/endpoint"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fgcp"
 VERSIONS = {"2011-01-31", "2012-02-18", "2012-07-20", "2015-01-30"}
 DONE = "Processing was completed."
@@ -188,7 +182,7 @@ class FakeFGCP:
         self.server_errors: list[str] = []  # connections that broke after the handshake
         self.stall_seconds = 0.0
         self._canned: dict[str, bytes] = {}
-        self._server: _Server | None = None
+        self._server: Server | None = None
 
     # -- the world -------------------------------------------------------------------------
 
@@ -267,7 +261,7 @@ class FakeFGCP:
         context.load_verify_locations(cadata=self.authority.pem)
         with transient_file((pem(issued.cert) + key_pem(issued.key)).encode()) as path:
             context.load_cert_chain(path)
-        self._server = _Server(("127.0.0.1", 0), _Handler, context, self)
+        self._server = Server(("127.0.0.1", 0), Handler, context, self)
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-fgcp", daemon=True
         ).start()
@@ -484,97 +478,3 @@ class FakeFGCP:
             raise FGCPError("ACCESS_NOT_PERMIT", "User doesn't have the right of access.")
         del self.images[image.id]
         return {}
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address, handler, context: ssl.SSLContext, fake: FakeFGCP) -> None:
-        self.context, self.fake = context, fake
-        super().__init__(address, handler)
-
-    def handle_error(self, request, client_address) -> None:
-        # A client that hung up mid-answer (a timeout test) is not the fake's failure.
-        with self.fake.lock:
-            self.fake.server_errors.append(repr(sys.exc_info()[1]))
-
-    def finish_request(self, request, client_address) -> None:
-        # The handshake happens here, in the connection's thread, not in accept().
-        request.settimeout(10)
-        tls = self.context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
-        try:
-            tls.do_handshake()
-        except (ssl.SSLError, OSError) as exc:
-            with self.fake.lock:
-                self.fake.handshake_failures.append(str(exc))
-            _linger(tls)
-            tls.close()
-            return
-        try:
-            self.RequestHandlerClass(tls, client_address, self)
-        finally:
-            tls.close()
-
-
-def _linger(sock: socket.socket) -> None:
-    """Close as web servers do: stop writing, drain what the client already
-    sent, then close. An abrupt close with unread data sends a reset, which can
-    destroy the TLS alert (with TLS 1.3 the client's request is already on its
-    way when its certificate is refused)."""
-    try:
-        sock.shutdown(socket.SHUT_WR)
-        sock.settimeout(2)
-        while sock.recv(65536):
-            pass
-    except OSError:
-        pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: object) -> None:  # quiet
-        return
-
-    def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        fields = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        self._serve(parts.path, fields, {})
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length)
-        head = f"Content-Type: {self.headers.get('Content-Type', '')}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-        fields: dict[str, str] = {}
-        files: dict[str, bytes] = {}
-        if message.is_multipart():
-            for part in message.iter_parts():
-                name = part.get_param("name", header="content-disposition") or ""
-                payload = part.get_payload(decode=True) or b""
-                if name == "Document":
-                    doc = safe_fromstring(payload, forbid_dtd=True)
-                    fields = {child.tag: (child.text or "") for child in doc}
-                else:
-                    files[name] = payload
-        self._serve(urlsplit(self.path).path, fields, files)
-
-    def _serve(self, path: str, fields: dict[str, str], files: dict[str, bytes]) -> None:
-        fake = self.server.fake
-        if fake.stall_seconds:
-            time.sleep(fake.stall_seconds)
-        if path != PATH:
-            self._reply(404, b"<html><body>Not Found</body></html>", "text/html")
-            return
-        cert = x509.load_der_x509_certificate(self.connection.getpeercert(binary_form=True))
-        self._reply(200, fake.handle(cert, self.command, fields, files), "text/xml;charset=UTF-8")
-
-    def _reply(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")  # as the real endpoint does
-        self.end_headers()
-        self.wfile.write(body)
-        self.close_connection = True

@@ -26,16 +26,9 @@ from providers.exceptions import (
     ProviderTimeout,
     Unavailable,
 )
-from providers.fgcp_client import (
-    ENDPOINTS,
-    FGCPClient,
-    parse_disk_image,
-    parse_response,
-    parse_vserver,
-    status_error,
-    vsys_id_of,
-)
+from providers.fgcp_client import ENDPOINTS, FGCPClient
 from providers.fgcp_identity import ClientIdentity, access_key_id, transient_file
+from providers.fgcp_xml import parse_disk_image, parse_response, parse_vserver, status_error, vsys_id_of
 from tests.fakes.fgcp import FIXTURES, NS, FakeFGCP
 from tests.fakes.pki import Authority, key_pem
 
