@@ -25,6 +25,8 @@ DRIVERS: dict[str, str] = {
     "ec2": "providers.drivers.ec2.EC2Driver",
     "fgcp": "providers.drivers.fgcp.FGCPDriver",
     "mock": "providers.drivers.mock.MockDriver",
+    "ovirt": "providers.drivers.rhevm.OVirtDriver",
+    "rhevm": "providers.drivers.rhevm.RHEVMDriver",
 }
 
 _settings: dict[str, dict[str, Any]] = {}
