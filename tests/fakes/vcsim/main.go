@@ -3,7 +3,9 @@
 //
 // govmomi 0.24's PropertyCollector ignores RetrieveOptions.maxObjects and lacks
 // ContinueRetrievePropertiesEx, so this main wraps it (the simulator's own way
-// of extending a managed object) with the paging a real vCenter does.
+// of extending a managed object) with the paging a real vCenter does. Its
+// CloneVM_Task also drops spec.config.annotation, which vCenter gives the
+// clone, so the inventory's VMs are wrapped to keep it.
 //
 // It writes the PEM of a throwaway CA to -ca-out, prints one line
 // "VCSIM_URL=https://127.0.0.1:PORT/sdk" on stdout, and serves until it gets
@@ -70,6 +72,10 @@ func main() {
 	defer model.Remove()
 	pc := simulator.Map.Get(model.ServiceContent.PropertyCollector).(*simulator.PropertyCollector)
 	simulator.Map.Put(&pagingCollector{PropertyCollector: simulator.PropertyCollector{PropertyCollector: pc.PropertyCollector}})
+	for _, obj := range simulator.Map.All("VirtualMachine") {
+		// By value: the PropertyCollector finds the mo type through embedded structs only.
+		simulator.Map.Put(&annotatedCloneVM{VirtualMachine: *obj.(*simulator.VirtualMachine)})
+	}
 	simulator.SessionIdleTimeout = *idle
 
 	model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
@@ -211,4 +217,28 @@ func (pc *pagingCollector) keep(rest []types.ObjectContent, size int) string {
 	token := strconv.Itoa(pc.next)
 	pc.pages[token] = pendingPages{objects: rest, size: size}
 	return token
+}
+
+// annotatedCloneVM gives a clone the annotation (description) of its clone spec.
+type annotatedCloneVM struct {
+	simulator.VirtualMachine
+}
+
+func (vm *annotatedCloneVM) CloneVMTask(ctx *simulator.Context, req *types.CloneVM_Task) soap.HasFault {
+	body := vm.VirtualMachine.CloneVMTask(ctx, req)
+	res, ok := body.(*methods.CloneVM_TaskBody)
+	if !ok || res.Res == nil || req.Spec.Config == nil || req.Spec.Config.Annotation == "" {
+		return body
+	}
+	task, ok := simulator.Map.Get(res.Res.Returnval).(*simulator.Task)
+	if !ok {
+		return body
+	}
+	if ref, ok := task.Info.Result.(types.ManagedObjectReference); ok {
+		if clone, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine); ok {
+			clone.Config.Annotation = req.Spec.Config.Annotation
+			clone.Summary.Config.Annotation = req.Spec.Config.Annotation
+		}
+	}
+	return body
 }
