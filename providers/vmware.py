@@ -14,6 +14,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,6 +33,10 @@ TASK_POLL_FIRST, TASK_POLL_MAX = 0.2, 5.0
 
 class SessionLost(Exception):
     """vCenter ended the session in the middle of a paged read; its token died with it."""
+
+
+class NotSoap(Exception):
+    """The server answered, but not with vCenter's SOAP (a proxy's or a web server's page)."""
 
 
 class TaskTimeout(Exception):
@@ -83,8 +88,12 @@ class Session:
             sslContext=self._endpoint.ssl_context,
             httpConnectionTimeout=self._endpoint.timeout,
         )
-        content = vim.ServiceInstance("ServiceInstance", stub).RetrieveContent()
-        content.sessionManager.Login(self._user, self._password, None)
+        with soap_only():
+            content = vim.ServiceInstance("ServiceInstance", stub).RetrieveContent()
+        if content is None:  # an HTTP 200 whose body held no SOAP answer
+            raise NotSoap("no service content in the answer")
+        with soap_only():
+            content.sessionManager.Login(self._user, self._password, None)
         self._generation += 1
         return Connection(content, stub, self._generation)
 
@@ -109,10 +118,12 @@ class Session:
         """Run ``fn`` on the session; if vCenter no longer knows it, log in once more and retry."""
         conn = self.connection()
         try:
-            return fn(conn)
+            with soap_only():
+                return fn(conn)
         except vim.fault.NotAuthenticated:
             self._renew(conn)
-        return fn(self.connection())
+        with soap_only():
+            return fn(self.connection())
 
     def retrieve(self, specs: Sequence[Any], page_size: int) -> Iterator[list[Any]]:
         """ObjectContents for ``specs``, ``page_size`` objects per round trip."""
@@ -135,7 +146,8 @@ class Session:
             if not result.token:
                 return
             try:
-                result = conn.content.propertyCollector.ContinueRetrievePropertiesEx(result.token)
+                with soap_only():
+                    result = conn.content.propertyCollector.ContinueRetrievePropertiesEx(result.token)
             except vim.fault.NotAuthenticated:
                 self._renew(conn)  # the next listing works; this one cannot resume
                 raise SessionLost("vCenter ended the session during a paged listing") from None
@@ -175,6 +187,17 @@ class Session:
                 raise TaskTimeout(f"task {task_moid} ({info.descriptionId}) still {info.state}")
             time.sleep(delay)
             delay = min(delay * 2, TASK_POLL_MAX)
+
+
+@contextmanager
+def soap_only() -> Iterator[None]:
+    """pyVmomi raises a bare ``Exception`` when an HTTP 500 carries no SOAP fault."""
+    try:
+        yield
+    except Exception as exc:
+        if type(exc) is Exception:
+            raise NotSoap(str(exc).splitlines()[0] if str(exc) else "no SOAP fault in the answer") from None
+        raise
 
 
 def properties(content: Any) -> dict[str, Any]:

@@ -249,12 +249,16 @@ class VSphereDriver(Driver):
             raise Unavailable(self.scrub(f"{action}: TLS with {self._where()} failed: {exc}")) from None
         except TimeoutError:
             raise ProviderTimeout(f"{action}: {self._where()} did not answer in time") from None
-        except (OSError, http.client.HTTPException) as exc:
+        except OSError as exc:
             raise Unavailable(
                 self.scrub(f"{action}: {self._where()} could not be reached: {type(exc).__name__} {exc}")
             ) from None
-        except ExpatError:
-            raise Unavailable(f"{action}: {self._where()} answered something that is not SOAP") from None
+        except http.client.HTTPException as exc:
+            raise Unavailable(self.scrub(f"{action}: {self._where()} answered HTTP {exc}")) from None
+        except (ExpatError, vmware.NotSoap):
+            raise Unavailable(
+                f"{action}: {self._where()} answered something that is not vCenter's SOAP"
+            ) from None
 
     def _fault(self, fault: vmodl.MethodFault, action: str) -> ProviderError:
         name = type(fault).__name__.rsplit(".", 1)[-1]
