@@ -128,7 +128,7 @@ class VSphereParams:
         default=False,
     )
     page_size: int = param("VMs per PropertyCollector page.", default=500, minimum=1, maximum=10000)
-    timeout: float = param("Seconds to wait for vCenter's answer to one call.", default=60, minimum=1)
+    timeout: float = param("Seconds to wait for vCenter's answer to one call.", default=60, minimum=0.1)
     task_timeout: float = param(
         "Seconds to wait for a clone or delete task before leaving it to a later poll.",
         default=1800,
@@ -418,11 +418,11 @@ class VSphereDriver(Driver):
 
     def create_image(self, *, instance_id: str, name: str, description: str | None = None) -> ProviderImage:
         vm = self._source_vm(instance_id)
-        if self.params.clone:
-            return self._clone(vm, name, description)
         refusal = self._refusal(vm)
         if refusal:
             raise InvalidState(refusal)
+        if self.params.clone:
+            return self._clone(vm, name, description)
         with self._vim(f"marking VM {vm['name']} as a template"):
             self.session.call(lambda c: c.ref(vim.VirtualMachine, vm["_moid"]).MarkAsTemplate())
         marked = self.get_image(instance_id)
@@ -472,15 +472,19 @@ class VSphereDriver(Driver):
     # -- instances -----------------------------------------------------------
 
     def _refusal(self, vm: Mapping[str, Any]) -> str:
-        if self.params.clone:
-            return ""  # vCenter clones running VMs too
         power = str(vm.get("runtime.powerState") or "")
-        if power != "poweredOff":
+        if power == "poweredOff":
+            return ""
+        if self.params.clone:
+            # vCenter would clone a running VM, but the template's disks would be caught mid-write.
             return (
-                f"VM {vm.get('name')} is {power}; vSphere makes a template only of a powered-off VM "
-                "(the VM itself becomes the template): stop it first"
+                f"VM {vm.get('name')} is {power}; this account clones templates only from powered-off "
+                "VMs, so their disks are consistent: stop it first"
             )
-        return ""
+        return (
+            f"VM {vm.get('name')} is {power}; vSphere turns only a powered-off VM into a template "
+            "(the VM itself becomes the template): stop it first"
+        )
 
     def _instance(self, vm: Mapping[str, Any]) -> ProviderInstance:
         power = str(vm.get("runtime.powerState") or "")

@@ -50,24 +50,24 @@ def instance_uuid(si, name: str) -> str:
 
 
 def power_off(si, name: str) -> None:
-    _finish(vm(si, name).PowerOffVM_Task())
+    finish(vm(si, name).PowerOffVM_Task())
 
 
 def power_on(si, name: str) -> None:
-    _finish(vm(si, name).PowerOnVM_Task())
+    finish(vm(si, name).PowerOnVM_Task())
 
 
 def make_template(si, name: str) -> str:
     """Power the VM off and mark it a template; returns its instance UUID."""
     target = machines(si)[name]
     if target["runtime.powerState"] != "poweredOff":
-        _finish(target["vm"].PowerOffVM_Task())
+        finish(target["vm"].PowerOffVM_Task())
     target["vm"].MarkAsTemplate()
     return target["config.instanceUuid"]
 
 
 def destroy(si, name: str) -> None:
-    _finish(vm(si, name).Destroy_Task())
+    finish(vm(si, name).Destroy_Task())
 
 
 def end_other_sessions(si) -> int:
@@ -80,8 +80,8 @@ def end_other_sessions(si) -> int:
     return len(others)
 
 
-def _finish(task: vim.Task) -> None:
-    # vcsim runs a task before answering the call that started it
+def finish(task: vim.Task) -> None:
+    """Check a task succeeded (vcsim runs a task before answering the call that started it)."""
     info = task.info
     if info.state != vim.TaskInfo.State.success:
         raise AssertionError(f"task {info.descriptionId} ended {info.state}: {info.error}")
