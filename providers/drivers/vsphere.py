@@ -19,6 +19,7 @@ become ``providers.exceptions``.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import logging
 import os
@@ -459,7 +460,9 @@ class VSphereDriver(Driver):
             made = self.session.read(vim.VirtualMachine, result._moId, VM_PROPERTIES) if result else None
         if made is None:
             raise NotFound(f"The clone task of template {name} succeeded but the template is not there")
-        return self._image(made)
+        # As the capabilities say: no id from a create; the worker finds the template by name
+        # among those that did not exist before, exactly as when this wait times out.
+        return dataclasses.replace(self._image(made), id="")
 
     def destroy_image(self, image_id: str) -> None:
         vm = self._lookup(image_id)

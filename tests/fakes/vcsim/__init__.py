@@ -19,7 +19,6 @@ import selectors
 import shutil
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +129,7 @@ class Vcsim:
         username: str = "vcuser",
         password: str = "vcpass",
         vms: int = 2,
+        datacenters: int = 1,
         autostart: bool = True,
         idle_timeout: str = "0",
     ) -> Vcsim:
@@ -143,6 +143,7 @@ class Vcsim:
             f"-username={username}",
             f"-password={password}",
             f"-vm={vms}",
+            f"-dc={datacenters}",
             f"-autostart={'true' if autostart else 'false'}",
             f"-idle-timeout={idle_timeout}",
         ]
@@ -204,12 +205,3 @@ def running(workdir: Path, **options) -> Iterator[Vcsim]:
         yield sim
     finally:
         sim.stop()
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
