@@ -2,46 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
-from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 
-from images import operations, services
+from images import operations, sync
+from images.admin_forms import ProviderAccountForm, account_form_for, parameter_field_names
 from images.models import Image, Instance, Operation, ProviderAccount
-
-
-class ProviderAccountForm(forms.ModelForm):
-    """Credentials are write-only: the form never shows what is stored."""
-
-    new_credentials = forms.CharField(
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
-        label="Credentials",
-        help_text='JSON object, e.g. {"username": "...", "password": "..."}. '
-        "Leave empty to keep the stored credentials.",
-    )
-
-    class Meta:
-        model = ProviderAccount
-        fields = ["name", "driver", "provider", "params", "users", "is_default", "enabled", "sync_interval"]
-
-    def clean_new_credentials(self):
-        raw = self.cleaned_data["new_credentials"].strip()
-        if not raw:
-            return None
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            raise forms.ValidationError("Credentials must be a JSON object") from None
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise forms.ValidationError("Credentials must be a JSON object of strings")
-        return value
-
-    def save(self, commit=True):
-        if self.cleaned_data.get("new_credentials") is not None:
-            self.instance.credentials = self.cleaned_data["new_credentials"]
-        return super().save(commit)
+from providers import registry
 
 
 @admin.register(ProviderAccount)
@@ -61,7 +28,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     )
     list_filter = ("driver", "enabled", "needs_attention")
     search_fields = ("name", "provider")
-    filter_horizontal = ("users",)
+    filter_horizontal = ("users", "groups")
     readonly_fields = (
         "has_credentials",
         "owner_identity",
@@ -79,10 +46,40 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     )
     actions = ["sync_now"]
 
+    class Media:
+        js = ("images/admin_account.js",)
+
+    @staticmethod
+    def _driver_name(request, obj) -> str:
+        chosen = request.POST.get("driver") or request.GET.get("driver")
+        if chosen in registry.DRIVERS:
+            return chosen
+        return obj.driver if obj is not None else settings.DELTAWEB_DEFAULT_DRIVER
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = account_form_for(self._driver_name(request, obj))
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fieldsets(self, request, obj=None):
+        driver = self._driver_name(request, obj)
+        params, credentials = parameter_field_names(driver)
+        fieldsets = [
+            (None, {"fields": ["name", "driver", "provider", "enabled", "is_default"]}),
+            (f"{driver} parameters", {"fields": params}),
+            (f"{driver} credentials", {"fields": [*credentials, "has_credentials"]}),
+            ("Access", {"fields": ["users", "groups"]}),
+            ("Sync", {"fields": ["sync_interval", "full_sync_interval", "create_timeout"]}),
+        ]
+        if obj is not None:
+            fieldsets.append(
+                ("Health", {"fields": [f for f in self.readonly_fields if f != "has_credentials"]})
+            )
+        return [(name, opts) for name, opts in fieldsets if opts["fields"]]
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if obj.enabled and obj.last_sync_succeeded_at is None:
-            services.catalog_sync_enqueue(account_id=obj.pk)  # fill the cache now
+            sync.catalog_sync_enqueue(account_id=obj.pk)  # fill the cache now
 
     @admin.display(boolean=True, description="Credentials stored")
     def has_credentials(self, obj):
@@ -90,7 +87,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
 
     @admin.action(description="Sync now")
     def sync_now(self, request, queryset):
-        queued = sum(services.catalog_sync_enqueue(account_id=account.pk) for account in queryset)
+        queued = sum(sync.catalog_sync_enqueue(account_id=account.pk) for account in queryset)
         self.message_user(request, f"{queued} sync(s) queued; running ones were merged.", messages.SUCCESS)
 
 

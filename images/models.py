@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
 from images import crypto
+from providers import registry
 from providers.base import ImageState
-from providers.exceptions import InvalidParameter, ProviderError
-from providers.registry import DRIVERS, driver_names, get_driver
+from providers.exceptions import DriverUnavailable, InvalidParameter
 
 
 def _driver_choices() -> list[tuple[str, str]]:
-    return [(name, name) for name in driver_names()]
+    return [(name, name) for name in registry.driver_names()]
 
 
 class ProviderAccount(models.Model):
@@ -37,6 +38,12 @@ class ProviderAccount(models.Model):
         related_name="provider_accounts",
         help_text="API users who may use this account (superusers may use every account).",
     )
+    groups = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        related_name="provider_accounts",
+        help_text="Every member of these groups may use this account.",
+    )
     is_default = models.BooleanField(
         default=False, help_text="Used when a request names no driver or provider."
     )
@@ -44,9 +51,26 @@ class ProviderAccount(models.Model):
     sync_interval = models.PositiveIntegerField(
         default=300, help_text="Seconds between scheduled catalog syncs."
     )
+    full_sync_interval = models.PositiveIntegerField(
+        default=3600,
+        help_text="Seconds between full listings where the driver can list changes only; "
+        "a full listing is what notices vanished images.",
+    )
+    create_timeout = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1)],
+        help_text="Seconds a create may take before it is failed (default: the deployment's).",
+    )
 
-    # Bumped whenever the cached catalog changes; rendered documents are keyed by it.
+    # Bumped whenever the cached catalog changes; rendered documents are keyed
+    # by it, and each changed image row records it (``Image.changed_version``).
     catalog_version = models.PositiveBigIntegerField(default=0, editable=False)
+    # Changes before this version are no longer all known (rows were purged).
+    feed_floor = models.PositiveBigIntegerField(default=0, editable=False)
+    # Provider time the last listing reached, for incremental listings.
+    sync_cursor = models.CharField(max_length=64, blank=True, editable=False)
+    last_full_sync_at = models.DateTimeField(null=True, blank=True, editable=False)
     # What owner_id=self means on this account (EC2: the AWS account id).
     owner_identity = models.CharField(max_length=255, blank=True, editable=False)
 
@@ -79,22 +103,15 @@ class ProviderAccount(models.Model):
         return f"{self.name} ({self.driver}{'/' + self.provider if self.provider else ''})"
 
     def clean(self) -> None:
-        if self.driver not in DRIVERS:
+        if self.driver not in registry.DRIVERS:
             raise ValidationError({"driver": f"Unknown driver '{self.driver}'"})
-        if not isinstance(self.params, dict):
-            raise ValidationError({"params": "Parameters must be a JSON object"})
         self.provider = self.provider.strip().lower()
         try:
-            # Drivers check their parameters on construction (clients are lazy).
-            get_driver(self.driver)(
-                provider=self.provider,
-                params=self.params,
-                state_dir=settings.DELTAWEB_MOCK_STORAGE / "validation",
-            )
+            registry.parse_params(self.driver, self.params)
+        except DriverUnavailable as exc:
+            raise ValidationError({"driver": str(exc)}) from exc
         except InvalidParameter as exc:
             raise ValidationError({"params": str(exc)}) from exc
-        except ProviderError:
-            pass  # credentials and reachability are checked when the account is used
 
     @property
     def credentials(self) -> dict[str, str]:
@@ -125,6 +142,8 @@ class Image(models.Model):
     hardware_profiles = models.JSONField(null=True, blank=True)
     failure_reason = models.TextField(blank=True)
     extra = models.JSONField(default=dict, blank=True)
+    # The account's catalog_version when this row last changed (the delta feed).
+    changed_version = models.PositiveBigIntegerField(default=0)
 
     first_seen = models.DateTimeField(default=timezone.now)
     # Updated when the row changes or disappears; a present row was seen by
@@ -139,7 +158,10 @@ class Image(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["account", "external_id"], name="image_account_external_id")
         ]
-        indexes = [models.Index(fields=["account", "owner_id"], name="image_account_owner")]
+        indexes = [
+            models.Index(fields=["account", "owner_id"], name="image_account_owner"),
+            models.Index(fields=["account", "changed_version"], name="image_account_changed"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.external_id} ({self.name})"
@@ -249,3 +271,39 @@ class Operation(models.Model):
     @property
     def active(self) -> bool:
         return self.status in self.ACTIVE
+
+
+class SyncRun(models.Model):
+    """One sync of one account, kept as history for operators."""
+
+    class Kind(models.TextChoices):
+        FULL = "full"
+        INCREMENTAL = "incremental"
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="sync_runs")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.FULL)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True)
+    pages = models.PositiveIntegerField(default=0)
+    images_listed = models.PositiveIntegerField(default=0)
+    images_added = models.PositiveIntegerField(default=0)
+    images_changed = models.PositiveIntegerField(default=0)
+    images_vanished = models.PositiveIntegerField(default=0)
+    instances_listed = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["account", "-started_at"], name="syncrun_account_started")]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.kind} sync of {self.account_id} at {self.started_at:%Y-%m-%d %H:%M:%S} ({self.outcome})"
+        )

@@ -22,11 +22,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from images.models import Image, Instance, Operation, ProviderAccount
+from images.queue import enqueue
 from images.services import (
-    _bump_version,
     account_flag,
     build_driver,
     capabilities,
+    catalog_touch,
+    image_lookup,
     image_store,
     instance_store,
 )
@@ -53,14 +55,7 @@ PROVISIONAL_PREFIX = "PENDING-"
 def _enqueue(task_name: str, operation_id: int, countdown: float = 0) -> None:
     """Send after commit; a broker outage only delays the operation (the reaper
     finds it through ``next_poll_at``), it never fails the request."""
-    from images import tasks
-
-    task = getattr(tasks, task_name)
-
-    def send() -> None:
-        task.apply_async((operation_id,), countdown=countdown)
-
-    transaction.on_commit(send, robust=True)
+    enqueue(task_name, operation_id, countdown=countdown)
 
 
 def _task_for(op: Operation) -> str:
@@ -149,7 +144,7 @@ def image_resolve_alias(*, account: ProviderAccount, external_id: str) -> str | 
 
 
 def _deadline(account: ProviderAccount) -> timedelta:
-    seconds = account.params.get("create_timeout", settings.DELTAWEB_CREATE_DEADLINE_SECONDS)
+    seconds = account.create_timeout or settings.DELTAWEB_CREATE_DEADLINE_SECONDS
     return timedelta(seconds=float(seconds))
 
 
@@ -239,7 +234,7 @@ def image_create(
         op = Operation.objects.create(
             **common, image=image, provisional_id=provisional, status=OP.QUEUED, next_poll_at=now
         )
-        _bump_version(account)
+        catalog_touch(account=account, image_ids=[image.pk])
         _enqueue("image_create_task", op.pk)
         _fast_sync(account)
     return image, op
@@ -312,7 +307,7 @@ def _finish(op: Operation, status: str, reason: str = "") -> None:
             Image.objects.filter(pk=op.image_id).update(
                 deleted_at=None, failure_reason=f"Delete failed: {reason}"
             )
-        _bump_version(op.account)
+        catalog_touch(account=op.account, image_ids=[op.image_id])
     logger.info("operation %s %s: %s %s", op.pk, op.kind, status, reason)
 
 
@@ -329,8 +324,10 @@ def image_create_run(*, op: Operation) -> None:
         _save(op, status=OP.POLLING)
         image_poll_run(op=op)
         return
+    # What already carries the name is never adopted: the provider's view
+    # (the driver's own name search) and the cache's.
     preexisting = sorted(
-        {i.id for i in driver.list_images() if i.name == op.name}
+        {i.id for i in driver.find_created_images(name=op.name, exclude_ids=frozenset())}
         | set(Image.objects.filter(account=op.account, name=op.name).values_list("external_id", flat=True))
     )
     _save(op, status=OP.CALLING, preexisting_ids=preexisting)
@@ -432,8 +429,6 @@ def image_delete(*, account: ProviderAccount, user, external_id: str) -> Operati
         raise NotSupported(f"The {account.driver} driver cannot destroy images")
     image = _resolve_image(account, external_id)
     if image is None:
-        from images.services import image_lookup
-
         image = image_lookup(account=account, external_id=external_id)
     if image is None:
         raise NotFound(f"Image {external_id} not found")
@@ -455,7 +450,7 @@ def image_delete(*, account: ProviderAccount, user, external_id: str) -> Operati
             next_poll_at=now,
             deadline=now + timedelta(seconds=settings.DELTAWEB_DELETE_DEADLINE_SECONDS),
         )
-        _bump_version(account)
+        catalog_touch(account=account, image_ids=[image.pk])
         _enqueue("image_delete_task", op.pk)
         _fast_sync(account)
     return op
@@ -548,7 +543,7 @@ def instance_destroy(*, account: ProviderAccount, external_id: str) -> None:
     build_driver(account=account).destroy_instance(external_id)
     now = timezone.now()
     Instance.objects.filter(account=account, external_id=external_id).update(missing_since=now)
-    _bump_version(account)
+    catalog_touch(account=account)
 
 
 def instance_run(*, account: ProviderAccount, external_id: str, command: str) -> RunResult:

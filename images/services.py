@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
-import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Iterable, Sequence
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
-from images.catalog import CatalogMerge, MergeResult
-from images.models import Image, Instance, Operation, ProviderAccount
+from images.models import Image, Instance, ProviderAccount
+from providers import registry
 from providers.base import Capabilities, Driver, ProviderImage, ProviderInstance, Realm
-from providers.exceptions import AuthFailure, NotSupported, ProviderError
-from providers.registry import DRIVERS, get_driver
+from providers.exceptions import InvalidParameter, NotSupported, ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -60,15 +55,6 @@ INSTANCE_COLUMNS = (
     "network_interfaces",
     "extra",
 )
-# An account whose syncs failed this many times in a row is flagged.
-FLAG_AFTER_FAILURES = 3
-SYNC_LOCK_SECONDS = 15 * 60
-# An image with a create or delete in flight is never marked missing: a
-# provider without create ids (FGCP) does not list it until it is ready.
-IMAGE_PROTECT_SQL = (
-    "AND NOT EXISTS (SELECT 1 FROM images_operation o WHERE o.image_id = images_image.id "
-    "AND o.status IN ('QUEUED', 'CALLING', 'POLLING'))"
-)
 
 
 class UnknownDriver(Exception):
@@ -81,6 +67,13 @@ class UnknownDriver(Exception):
 
 class NoAccount(Exception):
     """The user may use no enabled account for the requested driver/provider."""
+
+
+class AccountMisconfigured(ProviderError):
+    """The account's stored parameters or credentials cannot build its driver (HTTP 502).
+
+    The API user's request is fine; the account needs an operator.
+    """
 
 
 # -- accounts ------------------------------------------------------------------
@@ -97,15 +90,22 @@ def build_driver(*, account: ProviderAccount) -> Driver:
     building a client on every request.
     """
     cached = _drivers.get(account.pk)
-    stamp = (account.updated_at, account.driver)
+    # Everything the driver is built from, not only updated_at: rows can be
+    # changed by a queryset update, which leaves updated_at alone.
+    stamp = (account.driver, account.provider, account.credentials_encrypted, repr(account.params))
     if cached is not None and cached[0] == stamp:
         return cached[1]
-    driver = get_driver(account.driver)(
-        provider=account.provider,
-        params=account.params,
-        credentials=account.credentials,
-        state_dir=settings.DELTAWEB_MOCK_STORAGE / f"account-{account.pk}",
-    )
+    try:
+        driver = registry.create(
+            account.driver,
+            provider=account.provider,
+            params=account.params,
+            credentials=account.credentials,
+        )
+    except InvalidParameter as exc:
+        reason = f"Account '{account.name}' is misconfigured: {exc}"
+        account_flag(account=account, reason=reason)
+        raise AccountMisconfigured(reason) from None
     _drivers[account.pk] = (stamp, driver)
     return driver
 
@@ -134,11 +134,15 @@ def realm_get(*, account: ProviderAccount, realm_id: str) -> Realm:
 @functools.cache
 def _account_sql() -> tuple[str, str]:
     table = ProviderAccount._meta.db_table
-    through = ProviderAccount.users.through._meta.db_table
+    users = ProviderAccount.users.through._meta.db_table
+    groups = ProviderAccount.groups.through._meta.db_table
+    user_groups = ProviderAccount.users.field.related_model.groups.through._meta.db_table
     columns = ", ".join(f"a.{f.column}" for f in ProviderAccount._meta.concrete_fields)
     return (
         f"SELECT {columns} FROM {table} a WHERE a.enabled = %s",
-        f" AND EXISTS (SELECT 1 FROM {through} t WHERE t.provideraccount_id = a.id AND t.user_id = %s)",
+        f" AND (EXISTS (SELECT 1 FROM {users} t WHERE t.provideraccount_id = a.id AND t.user_id = %s)"
+        f" OR EXISTS (SELECT 1 FROM {groups} g JOIN {user_groups} ug ON ug.group_id = g.group_id"
+        f" WHERE g.provideraccount_id = a.id AND ug.user_id = %s))",
     )
 
 
@@ -148,12 +152,12 @@ def account_resolve(*, user, driver: str | None, provider: str | None) -> Provid
     Every API read runs this: one hand-written query, because building the
     equivalent ORM query costs more than executing it.
     """
-    if driver is not None and driver not in DRIVERS:
+    if driver is not None and driver not in registry.DRIVERS:
         raise UnknownDriver(driver)
     select, member = _account_sql()
     sql, params = select, [True]
     if not user.is_superuser:
-        sql, params = sql + member, [*params, user.pk]
+        sql, params = sql + member, [*params, user.pk, user.pk]
     if driver is not None:
         sql, params = sql + " AND a.driver = %s", [*params, driver]
     if provider is not None:
@@ -168,15 +172,28 @@ def account_resolve(*, user, driver: str | None, provider: str | None) -> Provid
     return account
 
 
-def _bump_version(account: ProviderAccount) -> None:
-    ProviderAccount.objects.filter(pk=account.pk).update(catalog_version=F("catalog_version") + 1)
-    account.refresh_from_db(fields=["catalog_version"])
+def catalog_touch(*, account: ProviderAccount, image_ids: Iterable[int] = ()) -> int:
+    """Record a change of the account's catalog; returns the new version.
+
+    Rendered documents are keyed by the version, and the images that changed
+    record it (``changed_version``, the delta feed), in the caller's transaction.
+    """
+    with transaction.atomic():
+        ProviderAccount.objects.filter(pk=account.pk).update(catalog_version=F("catalog_version") + 1)
+        version = (
+            ProviderAccount.objects.filter(pk=account.pk).values_list("catalog_version", flat=True).get()
+        )
+        ids = [i for i in image_ids if i is not None]
+        if ids:
+            Image.objects.filter(pk__in=ids).update(changed_version=version)
+    account.catalog_version = version
+    return version
 
 
 # -- rows from driver objects ------------------------------------------------------
 
 
-def _image_values(image: ProviderImage) -> tuple[str, tuple]:
+def image_row_values(image: ProviderImage) -> tuple[str, tuple]:
     return image.id, (
         image.name,
         image.description,
@@ -192,7 +209,7 @@ def _image_values(image: ProviderImage) -> tuple[str, tuple]:
     )
 
 
-def _instance_values(inst: ProviderInstance) -> tuple[str, tuple]:
+def instance_row_values(inst: ProviderInstance) -> tuple[str, tuple]:
     def addresses(items):
         return [{"address": a.address, "type": a.type} for a in items]
 
@@ -241,7 +258,7 @@ def _store(model, account: ProviderAccount, external_id: str, fields: dict, resu
         for key, value in changed.items():
             setattr(row, key, value)
         row.save(update_fields=list(changed))
-    _bump_version(account)
+    catalog_touch(account=account, image_ids=[row.pk] if model is Image else ())
     return row
 
 
@@ -251,12 +268,12 @@ def image_store(*, account: ProviderAccount, image: ProviderImage, resurrect: bo
     ``resurrect`` clears a tombstone (the image was just created again);
     otherwise a tombstoned row stays hidden whatever the provider says.
     """
-    external_id, values = _image_values(image)
+    external_id, values = image_row_values(image)
     return _store(Image, account, external_id, dict(zip(IMAGE_COLUMNS, values, strict=True)), resurrect)
 
 
 def instance_store(*, account: ProviderAccount, instance: ProviderInstance) -> Instance:
-    external_id, values = _instance_values(instance)
+    external_id, values = instance_row_values(instance)
     return _store(Instance, account, external_id, dict(zip(INSTANCE_COLUMNS, values, strict=True)), False)
 
 
@@ -278,7 +295,10 @@ def image_lookup(*, account: ProviderAccount, external_id: str) -> Image | None:
         return None
     if Image.objects.filter(account=account, external_id=external_id, deleted_at__isnull=False).exists():
         return None  # deleted through the API; the provider may lag behind
-    image = build_driver(account=account).get_image(external_id)
+    try:
+        image = build_driver(account=account).get_image(external_id)
+    except NotSupported:
+        image = None  # the driver cannot look one image up: the cache is all we know
     if image is None:
         cache.set(key, True, settings.DELTAWEB_NEGATIVE_LOOKUP_SECONDS)
         return None
@@ -289,169 +309,17 @@ def instance_lookup(*, account: ProviderAccount, external_id: str) -> Instance |
     key = _negative_key("instance", account, external_id)
     if cache.get(key):
         return None
-    instance = build_driver(account=account).get_instance(external_id)
+    try:
+        instance = build_driver(account=account).get_instance(external_id)
+    except NotSupported:
+        instance = None
     if instance is None:
         cache.set(key, True, settings.DELTAWEB_NEGATIVE_LOOKUP_SECONDS)
         return None
     return instance_store(account=account, instance=instance)
 
 
-# -- catalog sync ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SyncResult:
-    images: MergeResult
-    instances: MergeResult | None
-    duration: float
-
-
-def _acquire_sync_lock(account: ProviderAccount) -> str | None:
-    """A lock row-update that works across processes on SQLite and PostgreSQL."""
-    token = uuid.uuid4().hex
-    now = timezone.now()
-    got = ProviderAccount.objects.filter(
-        Q(sync_lock_until__isnull=True) | Q(sync_lock_until__lt=now), pk=account.pk
-    ).update(sync_lock_until=now + timedelta(seconds=SYNC_LOCK_SECONDS), sync_lock_token=token)
-    return token if got else None
-
-
-def _release_sync_lock(account: ProviderAccount, token: str) -> None:
-    ProviderAccount.objects.filter(pk=account.pk, sync_lock_token=token).update(
-        sync_lock_until=None, sync_lock_token=""
-    )
-
-
-class SyncInProgress(Exception):
-    """Another process is syncing this account; the request is merged into it."""
-
-
-def catalog_sync(*, account: ProviderAccount) -> SyncResult:
-    """List the account's images and instances and merge them into the cache.
-
-    One sync per account at a time; a provider error anywhere in the listing
-    leaves the cache as it was and is recorded on the account.
-    """
-    token = _acquire_sync_lock(account)
-    if token is None:
-        raise SyncInProgress(f"A sync of {account.name} is already running")
-    account.refresh_from_db()
-    started = timezone.now()
-    t0 = time.monotonic()
-    ProviderAccount.objects.filter(pk=account.pk).update(last_sync_started_at=started, sync_requested_at=None)
-    previous_success = account.last_sync_succeeded_at
-    try:
-        driver = build_driver(account=account)
-        identity = driver.identity()
-        image_merge = CatalogMerge(Image, IMAGE_COLUMNS)
-        image_merge.stage_pages(driver.iter_image_pages(), _image_values)
-        instance_merge: CatalogMerge | None = CatalogMerge(Instance, INSTANCE_COLUMNS)
-        try:
-            instance_merge.stage_pages(driver.iter_instance_pages(), _instance_values)
-        except NotSupported:
-            instance_merge = None
-        now = timezone.now()
-        images = image_merge.merge(
-            account_id=account.pk,
-            now=now,
-            listed_before=started,
-            previous_success=previous_success,
-            protect_sql=IMAGE_PROTECT_SQL,
-            purge_tombstones=True,
-            detach=(Operation._meta.db_table, "image_id"),
-        )
-        instances = None
-        if instance_merge is not None:
-            instances = instance_merge.merge(
-                account_id=account.pk,
-                now=now,
-                listed_before=started,
-                previous_success=previous_success,
-            )
-    except ProviderError as exc:
-        _record_sync_failure(account, exc, time.monotonic() - t0)
-        raise
-    finally:
-        _release_sync_lock(account, token)
-    duration = time.monotonic() - t0
-    changed = images.changed or (instances is not None and instances.changed)
-    ProviderAccount.objects.filter(pk=account.pk).update(
-        owner_identity=identity,
-        last_sync_succeeded_at=now,
-        last_sync_duration=duration,
-        last_sync_error="",
-        consecutive_failures=0,
-        needs_attention=False,
-        attention_reason="",
-        next_sync_at=now + timedelta(seconds=_sync_interval(account, now)),
-        catalog_version=F("catalog_version") + (1 if changed or identity != account.owner_identity else 0),
-    )
-    account.refresh_from_db()
-    logger.info(
-        "synced %s: %d images (%d new, %d changed, %d missing) in %.2fs",
-        account.name,
-        images.staged,
-        images.created,
-        images.updated,
-        images.missing,
-        duration,
-    )
-    return SyncResult(images=images, instances=instances, duration=duration)
-
-
 def account_flag(*, account: ProviderAccount, reason: str) -> None:
     """Mark the account for operators (rejected credentials, repeated failures)."""
     ProviderAccount.objects.filter(pk=account.pk).update(needs_attention=True, attention_reason=reason)
     logger.warning("account %s needs attention: %s", account.name, reason)
-
-
-def _sync_interval(account: ProviderAccount, now) -> int:
-    """Faster for a while after a create or delete, so the catalog catches up."""
-    if account.fast_sync_until and account.fast_sync_until > now:
-        return min(account.sync_interval, settings.DELTAWEB_FAST_SYNC_INTERVAL)
-    return account.sync_interval
-
-
-def _record_sync_failure(account: ProviderAccount, exc: ProviderError, duration: float) -> None:
-    now = timezone.now()
-    failures = account.consecutive_failures + 1
-    ProviderAccount.objects.filter(pk=account.pk).update(
-        last_sync_failed_at=now,
-        last_sync_error=f"{type(exc).__name__}: {exc}",
-        last_sync_duration=duration,
-        consecutive_failures=F("consecutive_failures") + 1,
-        needs_attention=isinstance(exc, AuthFailure) or failures >= FLAG_AFTER_FAILURES,
-        attention_reason=f"Sync failed {failures} time(s) in a row: {type(exc).__name__}: {exc}",
-        # Back off: a failing account is retried later than a healthy one.
-        next_sync_at=now + timedelta(seconds=min(account.sync_interval * failures, 3600)),
-    )
-    account.refresh_from_db()
-    logger.warning("sync of %s failed: %s: %s", account.name, type(exc).__name__, exc)
-
-
-def sync_request(*, account_id: int, within_seconds: int = 60) -> bool:
-    """Claim the right to enqueue a sync; False when one is queued or running.
-
-    Two requests close together (beat and an operator, or two beats) enqueue
-    one task: the second is merged into the first.
-    """
-    now = timezone.now()
-    return bool(
-        ProviderAccount.objects.filter(pk=account_id)
-        .filter(Q(sync_lock_until__isnull=True) | Q(sync_lock_until__lt=now))
-        .filter(
-            Q(sync_requested_at__isnull=True)
-            | Q(sync_requested_at__lt=now - timedelta(seconds=within_seconds))
-        )
-        .update(sync_requested_at=now)
-    )
-
-
-def catalog_sync_enqueue(*, account_id: int, within_seconds: int = 60) -> bool:
-    """Queue a sync for the worker unless one is queued or running (then it merges)."""
-    if not sync_request(account_id=account_id, within_seconds=within_seconds):
-        return False
-    from images.tasks import catalog_sync_task
-
-    transaction.on_commit(lambda: catalog_sync_task.delay(account_id), robust=True)
-    return True

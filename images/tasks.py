@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db.models import Q
-from django.utils import timezone
 
-from images import operations, services
+from images import operations, sync
 from images.models import Operation, ProviderAccount
 from providers.exceptions import ProviderError
 
@@ -27,8 +25,8 @@ def catalog_sync_task(account_id: int) -> None:
     if account is None:
         return
     try:
-        services.catalog_sync(account=account)
-    except services.SyncInProgress:
+        sync.catalog_sync(account=account)
+    except sync.SyncInProgress:
         logger.info("sync of %s already running; request merged", account.name)
     except ProviderError:
         # Recorded on the account (error, backoff, operator flag) by the service.
@@ -38,12 +36,7 @@ def catalog_sync_task(account_id: int) -> None:
 @shared_task(ignore_result=True)
 def sync_due_accounts_task() -> None:
     """Beat's tick: start a sync for every enabled account whose time has come."""
-    now = timezone.now()
-    due = ProviderAccount.objects.filter(enabled=True).filter(
-        Q(next_sync_at__isnull=True) | Q(next_sync_at__lte=now)
-    )
-    for account_id in due.values_list("pk", flat=True):
-        services.catalog_sync_enqueue(account_id=account_id)
+    sync.sync_due_accounts()
 
 
 def _run(operation_id: int, run) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from providers.exceptions import NotFound, NotSupported
+from providers.params import NoCredentials, NoParams, secret_values
 
 
 class ImageState(enum.StrEnum):
@@ -58,6 +58,9 @@ class ProviderImage:
     # Why the provider failed the image, when it says.
     failure_reason: str = ""
     extra: Mapping[str, object] = field(default_factory=dict)
+    # The provider's own time of the last change (ISO 8601), for drivers with
+    # incremental listings: sync keeps the newest one as its next cursor.
+    updated_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,8 @@ class Capabilities:
     image_name_max_length: int = 128
     create_instance: bool = False
     run_on_instance: bool = False
+    # ``iter_image_changes`` works: sync can ask for what changed since a cursor.
+    incremental_listing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +178,15 @@ class RunResult:
 class Driver:
     """A cloud back end.
 
-    Subclasses implement ``iter_image_pages`` and whatever else their cloud
-    supports; every other operation raises ``NotSupported``, which the API maps
-    to 501. The class attributes are the static description Deltacloud's
-    ``/api`` and ``/api/drivers`` documents publish.
+    Subclasses implement ``iter_image_pages``, ``get_image`` and whatever else
+    their cloud supports; every other operation raises ``NotSupported``, which
+    the API maps to 501. Nothing here lists a whole catalog to answer a
+    question about one object: a driver that cannot look one image up says so.
+
+    Drivers are built by ``providers.registry.create`` from an account's
+    parameters and credentials, parsed into the driver's ``Params`` and
+    ``Credentials`` dataclasses (``providers.params``), plus ``Settings``:
+    options of the deployment rather than of an account (the mock's storage).
 
     Attributes:
         name: registry key, also the ``X-Deltacloud-Driver`` value.
@@ -198,23 +208,29 @@ class Driver:
     hardware_profiles: ClassVar[tuple[HardwareProfile, ...]] = ()
     # Collections this driver serves besides drivers/instance_states.
     collections: ClassVar[tuple[str, ...]] = ("hardware_profiles", "images", "instances", "realms")
+    Params: ClassVar[type[Any]] = NoParams
+    Credentials: ClassVar[type[Any]] = NoCredentials
+    Settings: ClassVar[type[Any]] = NoParams
 
-    def __init__(
-        self,
-        *,
-        provider: str = "",
-        params: Mapping[str, object] | None = None,
-        credentials: Mapping[str, str] | None = None,
-        state_dir: Path | None = None,
-    ) -> None:
+    def __init__(self, *, provider: str = "", params: Any, credentials: Any, settings: Any) -> None:
         self.provider = provider
-        self.params = dict(params or {})
-        self.credentials = dict(credentials or {})
-        # A directory the driver may use for local state (the mock cloud).
-        self.state_dir = state_dir
+        self.params = params
+        self.credentials = credentials
+        self.settings = settings
+        self._secrets = secret_values(credentials)
 
     def __repr__(self) -> str:  # never show credentials
         return f"<{type(self).__name__} provider={self.provider!r}>"
+
+    def scrub(self, text: str) -> str:
+        """Provider text with the account's credential values masked.
+
+        SDK messages sometimes quote what was sent (a key id in a signature
+        error, a password in a URL); everything a driver raises goes through here.
+        """
+        for value in self._secrets:
+            text = text.replace(value, "***")
+        return text
 
     # -- description ---------------------------------------------------------
 
@@ -245,12 +261,21 @@ class Driver:
         """
         raise NotSupported(f"{self.name} cannot list images")
 
+    def iter_image_changes(self, since: str) -> Iterator[Sequence[ProviderImage]]:
+        """Images created or changed at or after ``since`` (a provider time
+        taken from ``ProviderImage.updated_at``), page by page.
+
+        Offered when ``capabilities.incremental_listing``; sync runs it between
+        full listings, which stay the only way to learn what vanished.
+        """
+        raise NotSupported(f"{self.name} cannot list changed images")
+
     def list_images(self) -> list[ProviderImage]:
         return [image for page in self.iter_image_pages() for image in page]
 
     def get_image(self, image_id: str) -> ProviderImage | None:
         """One image, or None when the provider does not know the id."""
-        return next((i for i in self.list_images() if i.id == image_id), None)
+        raise NotSupported(f"{self.name} cannot look up one image")
 
     def create_image(self, *, instance_id: str, name: str, description: str | None = None) -> ProviderImage:
         """Start imaging an instance. The result's ``id`` is empty when the
@@ -263,12 +288,13 @@ class Driver:
     def find_created_images(self, *, name: str, exclude_ids: frozenset[str]) -> list[ProviderImage]:
         """For providers without create ids: images a create may have produced.
 
-        Candidates carry the create's name and are not in ``exclude_ids``
-        (what existed before the request, or was adopted by another create),
-        so an older image with the same name is never adopted. The caller
-        picks among several.
+        Candidates carry the create's name, belong to this account's identity,
+        and are not in ``exclude_ids`` (what existed before the request, or
+        was adopted by another create), so an older image with the same name
+        is never adopted. The caller picks among several. Only drivers whose
+        ``capabilities.create_returns_id`` is False need it.
         """
-        return [i for i in self.list_images() if i.name == name and i.id not in exclude_ids]
+        raise NotSupported(f"{self.name} returns ids on create; nothing to find")
 
     # -- instances -----------------------------------------------------------
 
@@ -279,7 +305,8 @@ class Driver:
         return [inst for page in self.iter_instance_pages() for inst in page]
 
     def get_instance(self, instance_id: str) -> ProviderInstance | None:
-        return next((i for i in self.list_instances() if i.id == instance_id), None)
+        """One instance, or None when the provider does not know the id."""
+        raise NotSupported(f"{self.name} cannot look up one instance")
 
     def create_instance(self, *, image_id: str, **options: str) -> ProviderInstance:
         raise NotSupported(f"{self.name} cannot create instances")

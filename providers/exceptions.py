@@ -13,11 +13,14 @@ class ProviderError(Exception):
 
     retryable: bool = False
 
-    def __init__(self, message: str = "", *, detail: str = "") -> None:
+    def __init__(self, message: str = "", *, detail: str = "", retry_after: float | None = None) -> None:
         super().__init__(message or self.__class__.__doc__ or self.__class__.__name__)
         self.message = str(self.args[0])
         # Free text for operators (logs, admin); never contains credentials.
         self.detail = detail
+        # Seconds the provider asked us to wait (HTTP Retry-After); the worker
+        # waits at least this long before the next attempt.
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         return self.message

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from images import services
+from images import services, sync
 from images.api.render_cache import render_cache
 from images.models import ProviderAccount
 
@@ -64,7 +64,7 @@ def mock_account(api_user):
 
 @pytest.fixture
 def synced_account(mock_account):
-    services.catalog_sync(account=mock_account)
+    sync.catalog_sync(account=mock_account)
     mock_account.refresh_from_db()
     return mock_account
 

@@ -65,8 +65,8 @@ def test_seed_demo_refused_outside_the_embedded_default(settings):
 def test_compose_file_matches_the_code():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"postgres", "redis", "web", "worker", "beat"} <= set(services)
-    app = [services[name] for name in ("web", "worker", "beat")]
+    assert {"postgres", "redis", "web", "worker", "worker-sync", "beat"} <= set(services)
+    app = [services[name] for name in ("web", "worker", "worker-sync", "beat")]
     assert {s["image"] for s in app} == {"deltaweb:latest"} and all(s["build"] == "." for s in app)
     settings_source = "".join(p.read_text() for p in (ROOT / "deltaweb" / "settings").glob("*.py"))
     settings_source += (ROOT / "deltaweb" / "gunicorn_conf.py").read_text()
@@ -78,6 +78,17 @@ def test_compose_file_matches_the_code():
     assert "deltaweb/gunicorn_conf.py" in " ".join(services["web"]["command"])
     assert (ROOT / "deltaweb" / "gunicorn_conf.py").exists()
     assert services["worker"]["command"][:3] == ["celery", "-A", "deltaweb"]
+    # every queue the settings route to has a worker consuming it
+    from django.conf import settings
+
+    from images.queue import OPERATIONS_QUEUE, SYNC_QUEUE
+
+    consumed = {
+        services[name]["command"][services[name]["command"].index("-Q") + 1]
+        for name in ("worker", "worker-sync")
+    }
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert consumed == {OPERATIONS_QUEUE, SYNC_QUEUE} >= routed | {settings.CELERY_TASK_DEFAULT_QUEUE}
     assert services["beat"]["command"][3] == "beat"
     assert env["CELERY_BROKER_URL"].startswith("redis://")
     dockerfile = (ROOT / "Dockerfile").read_text()

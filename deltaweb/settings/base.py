@@ -153,6 +153,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# Catalog listings (minutes on a big account) and operation polls (a second)
+# go to separate queues, consumed by separate worker processes.
+CELERY_TASK_DEFAULT_QUEUE = "operations"
+CELERY_TASK_ROUTES = {"images.tasks.catalog_sync_task": {"queue": "sync"}}  # images/queue.py
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sync-due-accounts": {
@@ -198,6 +202,9 @@ DELTAWEB_REAPER_TICK = env.float("DELTAWEB_REAPER_TICK", default=10.0)
 DELTAWEB_FAST_SYNC_WINDOW = env.int("DELTAWEB_FAST_SYNC_WINDOW", default=600)
 DELTAWEB_FAST_SYNC_INTERVAL = env.int("DELTAWEB_FAST_SYNC_INTERVAL", default=30)
 DELTAWEB_IMAGE_DESCRIPTION_MAX_LENGTH = 1024
+# Images the provider stopped listing stay (hidden, DELETED in the delta feed)
+# this long, then are forgotten.
+DELTAWEB_VANISHED_RETENTION_SECONDS = env.int("DELTAWEB_VANISHED_RETENTION_SECONDS", default=7 * 24 * 3600)
 CELERY_BEAT_SCHEDULE["reap-operations"] = {
     "task": "images.tasks.operations_reap_task",
     "schedule": DELTAWEB_REAPER_TICK,

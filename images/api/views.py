@@ -16,7 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed, NotAcceptable, NotAuthenticated
 from rest_framework.permissions import AllowAny, IsAuthenticated
 
-from images import operations, selectors, services
+from images import operations, selectors, services, sync
 from images.api import html
 from images.api import serializers as s
 from images.api.context import ApiContext, build_context
@@ -183,7 +183,7 @@ class DeltacloudViewSet(viewsets.ViewSet):
         account = self.ctx.account
         if account.last_sync_succeeded_at is not None:
             return
-        services.catalog_sync_enqueue(account_id=account.pk)
+        sync.catalog_sync_enqueue(account_id=account.pk)
         message = f"The catalog of account '{account.name}' has not been synced yet"
         if account.last_sync_error:
             message += f"; its last sync failed: {account.last_sync_error}"

@@ -13,8 +13,9 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import boto3
 import boto3.session
@@ -62,6 +63,7 @@ from providers.exceptions import (
     Throttled,
     Unavailable,
 )
+from providers.params import param
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +74,6 @@ MIN_PAGE_SIZE, MAX_PAGE_SIZE = 5, 1000
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 60.0
 DEFAULT_MAX_ATTEMPTS = 4
-RETRY_MODES = ("standard", "adaptive", "legacy")
 
 # EC2 wants a Name on CreateImage, 3 to 128 characters.
 IMAGE_NAME_MIN, IMAGE_NAME_MAX = 3, 128
@@ -279,6 +280,70 @@ def _address(dns: str | None, ip: str | None) -> tuple[Address, ...]:
     return ()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EC2Params:
+    """Which slice of EC2's catalog an account caches, and how it talks to AWS."""
+
+    endpoint_url: str = param(
+        "An EC2-compatible endpoint instead of AWS's regional one (e.g. https://ec2.example.com).",
+        default="",
+    )
+    owners: tuple[str, ...] = param(
+        "Image owners to cache: 'self', 'amazon', 'aws-marketplace' or account ids; "
+        "empty caches every image the account may launch.",
+        default=("self",),
+    )
+    executable_users: tuple[str, ...] = param(
+        "Only images these users may launch ('self', 'all' or account ids).", default=()
+    )
+    filters: tuple[Mapping[str, Any], ...] = param(
+        'DescribeImages filters, e.g. [{"Name": "architecture", "Values": ["arm64"]}].', default=()
+    )
+    page_size: int = param(
+        "Images per DescribeImages call.",
+        default=DEFAULT_PAGE_SIZE,
+        minimum=MIN_PAGE_SIZE,
+        maximum=MAX_PAGE_SIZE,
+    )
+    connect_timeout: float = param(
+        "Seconds to wait for a connection.", default=DEFAULT_CONNECT_TIMEOUT, minimum=0.1, maximum=300
+    )
+    read_timeout: float = param(
+        "Seconds to wait for an answer.", default=DEFAULT_READ_TIMEOUT, minimum=0.1, maximum=900
+    )
+    max_attempts: int = param(
+        "Attempts per call, retries of throttling and 5xx included.",
+        default=DEFAULT_MAX_ATTEMPTS,
+        minimum=1,
+        maximum=20,
+    )
+    retry_mode: Literal["standard", "adaptive", "legacy"] = param(
+        "botocore's retry strategy.", default="standard"
+    )
+
+    def __post_init__(self) -> None:
+        for item in self.filters:
+            values = item.get("Values") if isinstance(item, Mapping) else None
+            if not (
+                isinstance(item, Mapping)
+                and isinstance(item.get("Name"), str)
+                and isinstance(values, tuple)
+                and all(isinstance(v, str) for v in values)
+            ):
+                raise InvalidParameter(
+                    'EC2 parameter \'filters\' must be a list of {"Name": ..., "Values": [...]}'
+                )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EC2Credentials:
+    """An IAM access key (and a session token for temporary credentials)."""
+
+    access_key_id: str = param("AWS access key id.")
+    secret_access_key: str = param("AWS secret access key.", secret=True)
+    session_token: str = param("STS session token, for temporary credentials.", default="", secret=True)
+
+
 class EC2Driver(Driver):
     """EC2 images and instances for one AWS account in one region."""
 
@@ -307,85 +372,31 @@ class EC2Driver(Driver):
     auth_feature = "key"
     hardware_profiles = HARDWARE_PROFILES
 
+    Params = EC2Params
+    Credentials = EC2Credentials
+    params: EC2Params
+    credentials: EC2Credentials
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.region = self.provider or str(self.params.get("region") or DEFAULT_REGION)
-        endpoint = self.params.get("endpoint_url")
-        self.endpoint_url: str | None = str(endpoint) if endpoint else None
-        self.page_size = self._int_param("page_size", DEFAULT_PAGE_SIZE)
-        if not MIN_PAGE_SIZE <= self.page_size <= MAX_PAGE_SIZE:
-            raise InvalidParameter(f"page_size must be between {MIN_PAGE_SIZE} and {MAX_PAGE_SIZE}")
-        self.owners = self._str_list_param("owners", ["self"])
-        self.executable_users = self._str_list_param("executable_users", [])
-        self.filters = self._filters_param()
-        self._config = self._build_config()
+        self.region = self.provider or DEFAULT_REGION
+        self._config = Config(
+            region_name=self.region,
+            connect_timeout=self.params.connect_timeout,
+            read_timeout=self.params.read_timeout,
+            # botocore backs off and retries throttling and 5xx itself; we only
+            # see the error once these attempts are spent.
+            retries={"mode": self.params.retry_mode, "total_max_attempts": self.params.max_attempts},
+            user_agent_extra="deltaweb",
+            # The account's params alone say where EC2 is, not AWS_ENDPOINT_URL* on the host.
+            ignore_configured_endpoint_urls=True,
+        )
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
         self._account_id: str | None = None
 
     def __repr__(self) -> str:  # never show credentials
         return f"<{type(self).__name__} provider={self.provider!r} region={self.region!r}>"
-
-    # -- settings ------------------------------------------------------------
-
-    def _int_param(self, key: str, default: int) -> int:
-        value = self.params.get(key, default)
-        try:
-            return int(value)  # type: ignore[call-overload]
-        except (TypeError, ValueError):
-            raise InvalidParameter(f"EC2 parameter '{key}' must be an integer") from None
-
-    def _float_param(self, key: str, default: float) -> float:
-        value = self.params.get(key, default)
-        try:
-            number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise InvalidParameter(f"EC2 parameter '{key}' must be a number") from None
-        if number <= 0:
-            raise InvalidParameter(f"EC2 parameter '{key}' must be positive")
-        return number
-
-    def _str_list_param(self, key: str, default: list[str]) -> list[str]:
-        value = self.params.get(key, default)
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
-            raise InvalidParameter(f"EC2 parameter '{key}' must be a list of strings")
-        return list(value)
-
-    def _filters_param(self) -> list[dict[str, Any]]:
-        value = self.params.get("filters") or []
-        ok = isinstance(value, list | tuple) and all(
-            isinstance(f, Mapping)
-            and isinstance(f.get("Name"), str)
-            and isinstance(f.get("Values"), list | tuple)
-            and all(isinstance(v, str) for v in f["Values"])
-            for f in value
-        )
-        if not ok:
-            raise InvalidParameter(
-                'EC2 parameter \'filters\' must be a list of {"Name": ..., "Values": [...]}'
-            )
-        return [{"Name": f["Name"], "Values": list(f["Values"])} for f in value]
-
-    def _build_config(self) -> Config:
-        mode = str(self.params.get("retry_mode") or "standard")
-        if mode not in RETRY_MODES:
-            raise InvalidParameter(f"EC2 parameter 'retry_mode' must be one of {', '.join(RETRY_MODES)}")
-        attempts = self._int_param("max_attempts", DEFAULT_MAX_ATTEMPTS)
-        if attempts < 1:
-            raise InvalidParameter("EC2 parameter 'max_attempts' must be at least 1")
-        return Config(
-            region_name=self.region,
-            connect_timeout=self._float_param("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
-            read_timeout=self._float_param("read_timeout", DEFAULT_READ_TIMEOUT),
-            # botocore backs off and retries throttling and 5xx itself; we only
-            # see the error once these attempts are spent.
-            retries={"mode": mode, "total_max_attempts": attempts},
-            user_agent_extra="deltaweb",
-            # The account's params alone say where EC2 is, not AWS_ENDPOINT_URL* on the host.
-            ignore_configured_endpoint_urls=True,
-        )
 
     # -- clients and errors --------------------------------------------------
 
@@ -401,29 +412,21 @@ class EC2Driver(Driver):
             return existing
         with self._lock:
             if service not in self._clients:
-                access_key = self.credentials.get("access_key_id") or ""
-                secret_key = self.credentials.get("secret_access_key") or ""
-                if not access_key or not secret_key:
+                creds = self.credentials
+                if not creds.access_key_id or not creds.secret_access_key:
                     # Never fall back to the server's own AWS environment.
                     raise AuthFailure("EC2 credentials need access_key_id and secret_access_key")
                 with self._aws():
                     self._clients[service] = _new_client(
                         service,
-                        aws_access_key_id=access_key,
-                        aws_secret_access_key=secret_key,
-                        aws_session_token=self.credentials.get("session_token") or None,
+                        aws_access_key_id=creds.access_key_id,
+                        aws_secret_access_key=creds.secret_access_key,
+                        aws_session_token=creds.session_token or None,
                         region_name=self.region,
-                        endpoint_url=self.endpoint_url,
+                        endpoint_url=self.params.endpoint_url or None,
                         config=self._config,
                     )
             return self._clients[service]
-
-    def _scrub(self, text: str) -> str:
-        """Remove credential values from provider text before anyone shows it."""
-        for value in self.credentials.values():
-            if isinstance(value, str) and len(value) >= 4:
-                text = text.replace(value, "***")
-        return text
 
     @contextmanager
     def _aws(self) -> Iterator[None]:
@@ -433,17 +436,17 @@ class EC2Driver(Driver):
         except ClientError as exc:
             raise self._client_error(exc) from None
         except ReadTimeoutError as exc:
-            raise ProviderTimeout(self._scrub(f"EC2 did not answer in time: {exc}")) from None
+            raise ProviderTimeout(self.scrub(f"EC2 did not answer in time: {exc}")) from None
         except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError) as exc:
-            raise Unavailable(self._scrub(f"EC2 could not be reached: {exc}")) from None
+            raise Unavailable(self.scrub(f"EC2 could not be reached: {exc}")) from None
         except (BotoConnectionError, HTTPClientError) as exc:
-            raise Unavailable(self._scrub(f"EC2 connection failed: {exc}")) from None
+            raise Unavailable(self.scrub(f"EC2 connection failed: {exc}")) from None
         except (NoCredentialsError, PartialCredentialsError) as exc:
             raise AuthFailure(f"EC2 credentials are incomplete: {type(exc).__name__}") from None
         except ParamValidationError as exc:
-            raise InvalidParameter(self._scrub(str(exc).replace("\n", " "))) from None
+            raise InvalidParameter(self.scrub(str(exc).replace("\n", " "))) from None
         except BotoCoreError as exc:
-            raise ProviderError(self._scrub(f"{type(exc).__name__}: {exc}")) from None
+            raise ProviderError(self.scrub(f"{type(exc).__name__}: {exc}")) from None
         except ResponseParserError:
             # Not EC2's XML at all: a proxy's or the endpoint's error page.
             raise Unavailable(
@@ -454,7 +457,7 @@ class EC2Driver(Driver):
         error = exc.response.get("Error") or {}
         meta = exc.response.get("ResponseMetadata") or {}
         code = str(error.get("Code") or "Unknown")
-        text = self._scrub(f"{code}: {error.get('Message') or 'no message'}")
+        text = self.scrub(f"{code}: {error.get('Message') or 'no message'}")
         status = int(meta.get("HTTPStatusCode") or 0)
         detail = f"AWS request id {meta['RequestId']}" if meta.get("RequestId") else ""
         cls: type[ProviderError]
@@ -525,7 +528,7 @@ class EC2Driver(Driver):
             root_type=root_type,
             creation_time=img.get("CreationDate") or None,
             hardware_profiles=image_hardware_profiles(arch, root_type),
-            failure_reason=self._scrub(reason),
+            failure_reason=self.scrub(reason),
             extra=_compact(
                 platform=img.get("PlatformDetails") or img.get("Platform"),
                 virtualization_type=img.get("VirtualizationType"),
@@ -539,13 +542,14 @@ class EC2Driver(Driver):
         )
 
     def iter_image_pages(self) -> Iterator[Sequence[ProviderImage]]:
-        request: dict[str, Any] = {"MaxResults": self.page_size}
-        if self.owners:
-            request["Owners"] = self.owners
-        if self.executable_users:
-            request["ExecutableUsers"] = self.executable_users
-        if self.filters:
-            request["Filters"] = self.filters
+        p = self.params
+        request: dict[str, Any] = {"MaxResults": p.page_size}
+        if p.owners:
+            request["Owners"] = list(p.owners)
+        if p.executable_users:
+            request["ExecutableUsers"] = list(p.executable_users)
+        if p.filters:
+            request["Filters"] = [{"Name": f["Name"], "Values": list(f["Values"])} for f in p.filters]
         ec2 = self.client()
         while True:
             with self._aws():
@@ -673,7 +677,7 @@ class EC2Driver(Driver):
         )
 
     def iter_instance_pages(self) -> Iterator[Sequence[ProviderInstance]]:
-        request: dict[str, Any] = {"MaxResults": self.page_size}
+        request: dict[str, Any] = {"MaxResults": self.params.page_size}
         ec2 = self.client()
         while True:
             with self._aws():

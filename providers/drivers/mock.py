@@ -18,9 +18,10 @@ import secrets
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -40,6 +41,7 @@ from providers.base import (
     RunResult,
     Transition,
 )
+from providers.drivers.mock_profiles import BehaviourProfile, MockParams
 from providers.exceptions import (
     AuthFailure,
     BackendError,
@@ -52,139 +54,26 @@ from providers.exceptions import (
     ProviderTimeout,
     Unavailable,
 )
+from providers.params import param
 
 SEED_FILE = Path(__file__).with_name("mock_data.json")
 MOCK_USER = "mockuser"
 MOCK_PASSWORD = "mockpassword"
 
 
-@dataclass(frozen=True, slots=True)
-class BehaviourProfile:
-    """How the mock cloud creates images, after one of the real clouds."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MockSettings:
+    """Where the mock clouds keep their state: a deployment setting, not an account's."""
 
-    create_delay: float = 0.0
-    failure_rate: float = 0.0
-    failure_reason: str = "The mock provider failed to create the image"
-    stopped_only: bool = False
-    running_only: bool = False
-    ebs_only: bool = False
-    returns_id: bool = True
-    honours_name: bool = True
-    honours_description: bool = True
-    # The VM itself becomes the template and leaves the instance list (vSphere).
-    converts_instance: bool = False
-    # Image names must be unique in the account (EC2, Deltacloud's id=name).
-    unique_names: bool = True
-    # How new ids look: name | ami | uuid | fgcp | numeric | instance
-    id_style: str = "name"
-    # Raw provider states for pending / available / failed images.
-    raw_states: tuple[str, str, str] = ("PENDING", "AVAILABLE", "FAILED")
-    # Deltacloud's mock stored created images as owner root, arch i386.
-    legacy_create: bool = False
-    # RHEV-M refuses to delete a template some VM was made from.
-    refuse_delete_in_use: bool = False
-    # Listing faults, for sync tests: images per page, a delay per page, and
-    # a provider error after this many pages (-1: never).
-    page_size: int = 1000
-    list_delay: float = 0.0
-    list_fault_after_pages: int = -1
+    storage: str = param("Directory holding one folder per mock cloud.")
 
 
-PROFILES: dict[str, BehaviourProfile] = {
-    "deltacloud": BehaviourProfile(legacy_create=True),
-    "ec2": BehaviourProfile(
-        create_delay=5, ebs_only=True, id_style="ami", raw_states=("pending", "available", "failed")
-    ),
-    "openstack": BehaviourProfile(
-        create_delay=5,
-        running_only=True,
-        honours_description=False,
-        unique_names=False,
-        id_style="uuid",
-        raw_states=("SAVING", "ACTIVE", "ERROR"),
-    ),
-    "rackspace": BehaviourProfile(
-        create_delay=5,
-        running_only=True,
-        unique_names=False,
-        id_style="numeric",
-        raw_states=("QUEUED", "ACTIVE", "FAILED"),
-    ),
-    "rhevm": BehaviourProfile(
-        create_delay=5,
-        stopped_only=True,
-        refuse_delete_in_use=True,
-        id_style="uuid",
-        raw_states=("LOCKED", "OK", "ILLEGAL"),
-    ),
-    "vsphere": BehaviourProfile(
-        stopped_only=True,
-        honours_name=False,
-        honours_description=False,
-        converts_instance=True,
-        id_style="instance",
-        raw_states=("PENDING", "AVAILABLE", "FAILED"),
-    ),
-    "fgcp": BehaviourProfile(
-        create_delay=5,
-        stopped_only=True,
-        returns_id=False,
-        unique_names=False,
-        id_style="fgcp",
-        raw_states=("REGISTERING", "AVAILABLE", "FAILED"),
-    ),
-}
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MockCredentials:
+    """Deltacloud's mock accepts exactly mockuser / mockpassword."""
 
-_PROFILE_FIELDS = {f.name for f in fields(BehaviourProfile)}
-ID_STYLES = ("name", "ami", "uuid", "fgcp", "numeric", "instance")
-
-
-def build_profile(params: Mapping[str, Any]) -> BehaviourProfile:
-    """A preset (``profile``) with per-account overrides from the same params."""
-    preset = params.get("profile", "deltacloud")
-    if preset not in PROFILES:
-        raise InvalidParameter(
-            f"Unknown mock profile '{preset}'; choose one of {', '.join(sorted(PROFILES))}"
-        )
-    base = PROFILES[preset]
-    overrides = {k: v for k, v in params.items() if k in _PROFILE_FIELDS}
-    for key, value in overrides.items():
-        # bool("false") is True: flags must be real JSON booleans.
-        if isinstance(getattr(base, key), bool) and not isinstance(value, bool):
-            raise InvalidParameter(f"Mock profile parameter '{key}' must be true or false")
-        if isinstance(getattr(base, key), str) and not isinstance(value, str):
-            raise InvalidParameter(f"Mock profile parameter '{key}' must be a string")
-    if overrides.get("id_style", base.id_style) not in ID_STYLES:
-        raise InvalidParameter(f"Mock profile parameter 'id_style' must be one of {', '.join(ID_STYLES)}")
-    if "raw_states" in overrides:
-        states = overrides["raw_states"]
-        if (
-            not isinstance(states, list | tuple)
-            or len(states) != 3
-            or not all(isinstance(s, str) and s for s in states)
-            or len(set(states)) != 3
-        ):
-            raise InvalidParameter("raw_states must be three distinct names: pending, available, failed")
-        overrides["raw_states"] = tuple(states)
-    try:
-        profile = replace(base, **overrides)
-        delay, rate = float(profile.create_delay), float(profile.failure_rate)
-        list_delay, page_size = float(profile.list_delay), int(profile.page_size)
-        fault_after = int(profile.list_fault_after_pages)
-    except (TypeError, ValueError) as exc:
-        raise InvalidParameter(f"Invalid mock profile parameter: {exc}") from exc
-    if not (delay >= 0 and 0 <= rate <= 1 and list_delay >= 0 and page_size >= 1):
-        raise InvalidParameter(
-            "create_delay and list_delay must be >= 0, failure_rate within 0..1, page_size >= 1"
-        )
-    return replace(
-        profile,
-        create_delay=delay,
-        failure_rate=rate,
-        list_delay=list_delay,
-        page_size=page_size,
-        list_fault_after_pages=fault_after,
-    )
+    username: str = param("The mock cloud's user.", default="")
+    password: str = param("The mock cloud's password.", default="", secret=True)
 
 
 def _prop(name: str, unit: str, value: Any) -> HardwareProperty:
@@ -249,6 +138,16 @@ INSTANCE_ACTIONS = {"RUNNING": ("reboot", "stop"), "STOPPED": ("start", "destroy
 ACTION_RESULT = {"start": "RUNNING", "reboot": "RUNNING", "stop": "STOPPED"}
 
 
+def _changed_at(obj: Mapping[str, Any]) -> str:
+    """When the image last changed, in UTC ISO 8601 (sortable as text): its
+    last write, or the moment a pending image became ready."""
+    changed = float(obj.get("updated_at", 0))
+    ready_at = float(obj.get("ready_at", 0))
+    if changed < ready_at <= time.time():
+        changed = ready_at
+    return datetime.fromtimestamp(changed, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class MockStore:
     """JSON files per object under ``root``, seeded from Deltacloud's fixtures."""
 
@@ -289,6 +188,7 @@ class MockStore:
             return None
 
     def put(self, collection: str, obj: Mapping[str, Any]) -> None:
+        obj = {**obj, "updated_at": time.time()}  # what an incremental listing filters on
         path = self._path(collection, obj["id"])
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "w") as handle:
@@ -326,12 +226,17 @@ class MockDriver(Driver):
     auth_feature = "key"
     hardware_profiles = HARDWARE_PROFILES
 
+    Params = MockParams
+    Credentials = MockCredentials
+    Settings = MockSettings
+    credentials: MockCredentials
+    settings: MockSettings
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if self.state_dir is None:
-            raise InvalidParameter("The mock driver needs a state directory")
-        self.store = MockStore(Path(self.state_dir))
-        self.profile = build_profile(self.params)
+        cloud = self.params.cloud or self.provider or "default"
+        self.store = MockStore(Path(self.settings.storage) / quote(cloud, safe=""))
+        self.profile: BehaviourProfile = self.params.behaviour()
 
     # -- description ---------------------------------------------------------
 
@@ -346,10 +251,11 @@ class MockDriver(Driver):
             unique_image_names=self.profile.unique_names,
             create_instance=True,
             run_on_instance=True,
+            incremental_listing=self.profile.incremental,
         )
 
     def _check_credentials(self) -> None:
-        if (self.credentials.get("username"), self.credentials.get("password")) != (
+        if (self.credentials.username, self.credentials.password) != (
             MOCK_USER,
             MOCK_PASSWORD,
         ):
@@ -406,12 +312,21 @@ class MockDriver(Driver):
             creation_time=obj.get("creation_time"),
             hardware_profiles=HWP_IDS if with_profiles else None,
             failure_reason=self.profile.failure_reason if state == ImageState.FAILED else "",
+            updated_at=_changed_at(obj) if self.profile.incremental else None,
         )
 
     def iter_image_pages(self) -> Iterator[Sequence[ProviderImage]]:
+        return self._pages(lambda obj: True)
+
+    def iter_image_changes(self, since: str) -> Iterator[Sequence[ProviderImage]]:
+        if not self.profile.incremental:
+            raise NotSupported("This mock cloud lists whole catalogs only")
+        return self._pages(lambda obj: _changed_at(obj) >= since)
+
+    def _pages(self, wanted: Callable[[Mapping[str, Any]], bool]) -> Iterator[Sequence[ProviderImage]]:
         self._check_credentials()
         with self.store.locked():
-            objs = [o for o in self.store.all("images") if self._visible(o)]
+            objs = [o for o in self.store.all("images") if self._visible(o) and wanted(o)]
         p = self.profile
         for number, start in enumerate(range(0, max(len(objs), 1), p.page_size)):
             if number == p.list_fault_after_pages:

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from images import services
+from images import services, sync
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +51,7 @@ def test_etag_differs_per_format_and_filter(auth_client, synced_account):
 def test_a_catalog_change_changes_the_etag(auth_client, synced_account):
     before = auth_client.get("/api/images", HTTP_ACCEPT="application/xml")
     services.build_driver(account=synced_account).destroy_image("img2")
-    services.catalog_sync(account=synced_account)
+    sync.catalog_sync(account=synced_account)
     after = auth_client.get("/api/images", HTTP_ACCEPT="application/xml", HTTP_IF_NONE_MATCH=before["ETag"])
     assert after.status_code == 200
     assert after["ETag"] != before["ETag"]
@@ -61,7 +61,7 @@ def test_a_catalog_change_changes_the_etag(auth_client, synced_account):
 def test_an_unchanged_sync_keeps_version_and_etag(auth_client, synced_account):
     before = auth_client.get("/api/images", HTTP_ACCEPT="application/xml")["ETag"]
     version = synced_account.catalog_version
-    result = services.catalog_sync(account=synced_account)
+    result = sync.catalog_sync(account=synced_account)
     assert (result.images.created, result.images.updated, result.images.missing) == (0, 0, 0)
     synced_account.refresh_from_db()
     assert synced_account.catalog_version == version

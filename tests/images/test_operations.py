@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from images import operations, services, tasks
+from images import operations, services, sync, tasks
 from images.models import Image, Operation
 from providers.registry import DRIVERS, get_driver
 from tests.conftest import make_account
@@ -39,9 +39,12 @@ def enqueued(monkeypatch, django_capture_on_commit_callbacks):
     return sent
 
 
-def account_with(api_user, **params):
+def account_with(api_user, create_timeout=None, **params):
     account = make_account("cloud", users=[api_user], is_default=True, params=params)
-    services.catalog_sync(account=account)
+    if create_timeout is not None:
+        account.create_timeout = create_timeout
+        account.save(update_fields=["create_timeout"])
+    sync.catalog_sync(account=account)
     account.refresh_from_db()
     return account
 
@@ -276,7 +279,7 @@ def test_no_id_create_answers_with_a_provisional_id_and_finds_the_image(
     # an older image with the same name exists: it must not be adopted
     driver.create_image(instance_id="inst2", name="nightly")
     time.sleep(0.25)
-    services.catalog_sync(account=account)
+    sync.catalog_sync(account=account)
     (old_id,) = [i.id for i in driver.list_images() if i.name == "nightly"]
 
     response = post(auth_client, django_capture_on_commit_callbacks, instance_id="inst1", name="nightly")
@@ -292,7 +295,7 @@ def test_no_id_create_answers_with_a_provisional_id_and_finds_the_image(
     op.refresh_from_db()
     assert op.status == OP.POLLING and op.external_id == "" and old_id in op.preexisting_ids
     # a sync meanwhile does not lose the placeholder
-    services.catalog_sync(account=account)
+    sync.catalog_sync(account=account)
     assert image_xml(auth_client, "PENDING-nightly").status_code == 200
 
     time.sleep(0.25)
@@ -360,8 +363,11 @@ def test_delete_tombstones_then_the_worker_deletes(
     assert enqueued == [("image_delete_task", (op.pk,), 0)]
     assert drive(op.pk).status == OP.SUCCEEDED
     assert services.build_driver(account=synced_account).get_image("img2") is None
-    services.catalog_sync(account=synced_account)
-    assert not Image.objects.filter(external_id="img2").exists()
+    before = Image.objects.get(external_id="img2").changed_version
+    sync.catalog_sync(account=synced_account)
+    # the provider confirmed: kept as vanished (the delta feed reports it) until the retention ends
+    gone = Image.objects.get(external_id="img2")
+    assert gone.missing_since is not None and gone.changed_version > before
 
 
 def test_delete_of_unknown_or_deleted_image_is_404(
@@ -446,7 +452,7 @@ def test_after_a_create_the_account_syncs_sooner(
     account.refresh_from_db()
     assert account.fast_sync_until > timezone.now() + timedelta(minutes=5)
     assert account.next_sync_at <= timezone.now() + timedelta(seconds=settings.DELTAWEB_FAST_SYNC_INTERVAL)
-    services.catalog_sync(account=account)
+    sync.catalog_sync(account=account)
     account.refresh_from_db()
     assert account.next_sync_at <= timezone.now() + timedelta(seconds=settings.DELTAWEB_FAST_SYNC_INTERVAL)
 
@@ -473,7 +479,7 @@ def test_adoption_merges_into_a_row_a_sync_inserted_meanwhile(
         auth_client, api_user, django_capture_on_commit_callbacks, "raced", create_delay=0
     )
     tasks.image_create_task(op.pk)  # the provider has it now...
-    services.catalog_sync(account=account)  # ...and a sync lists it before the poller adopts it
+    sync.catalog_sync(account=account)  # ...and a sync lists it before the poller adopts it
     op = drive(op.pk)
     assert op.status == OP.SUCCEEDED
     rows = Image.objects.filter(account=account, name="raced")

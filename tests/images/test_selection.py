@@ -5,7 +5,7 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 
-from images import services
+from images import services, sync
 from tests.conftest import basic, make_account
 
 pytestmark = pytest.mark.django_db
@@ -22,8 +22,8 @@ def two_accounts(api_user):
     a = make_account("a", users=[api_user], is_default=True)
     b = make_account("b", users=[api_user], provider="eu-west")
     services.build_driver(account=b).destroy_image("img1")
-    services.catalog_sync(account=a)
-    services.catalog_sync(account=b)
+    sync.catalog_sync(account=a)
+    sync.catalog_sync(account=b)
     return a, b
 
 
@@ -104,3 +104,39 @@ def test_disabled_accounts_are_skipped(auth_client, two_accounts):
     a.save()
     response = auth_client.get("/api/images", HTTP_ACCEPT="application/xml")
     assert response["X-Deltacloud-Provider"] == "eu-west"
+
+
+def test_group_members_may_use_accounts_granted_to_their_group(client, db):
+    # given: an account granted to a group only
+    from django.contrib.auth.models import Group
+
+    member = get_user_model().objects.create_user("member", password="member-pw")
+    get_user_model().objects.create_user("outsider", password="outsider-pw")
+    operators = Group.objects.create(name="operators")
+    member.groups.add(operators)
+    account = make_account("team", is_default=True)
+    account.groups.add(operators)
+    sync.catalog_sync(account=account)
+
+    # then
+    client.credentials(HTTP_AUTHORIZATION=basic("member", "member-pw"))
+    assert image_ids(client.get("/api/images", HTTP_ACCEPT="application/xml")) == ["img1", "img2", "img3"]
+    client.credentials(HTTP_AUTHORIZATION=basic("outsider", "outsider-pw"))
+    assert client.get("/api/images", HTTP_ACCEPT="application/xml").status_code == 403
+
+
+def test_an_account_whose_stored_parameters_no_longer_parse_is_a_502_and_flagged(auth_client, api_user):
+    # given: parameters written behind the form's back (an old version, a manual edit)
+    account = make_account("stale", users=[api_user], is_default=True)
+    sync.catalog_sync(account=account)
+    type(account).objects.filter(pk=account.pk).update(params={"create_dealy": 1})
+
+    # when
+    response = auth_client.post("/api/images?format=json", {"instance_id": "inst1", "name": "x"})
+
+    # then
+    assert response.status_code == 502
+    message = response.json()["message"]
+    assert "Account 'stale' is misconfigured: Unknown mock parameter 'create_dealy'" in message
+    account.refresh_from_db()
+    assert account.needs_attention and "create_dealy" in account.attention_reason

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from images import services
+from images import services, sync
 from images.models import Image, ProviderAccount
 from providers.exceptions import AuthFailure, Unavailable
 from tests.conftest import make_account
@@ -22,7 +22,7 @@ def visible_ids(account):
 
 
 def test_first_sync_fills_the_cache(mock_account):
-    result = services.catalog_sync(account=mock_account)
+    result = sync.catalog_sync(account=mock_account)
     assert (result.images.created, result.images.updated, result.images.missing) == (3, 0, 0)
     assert (result.instances.created, result.instances.missing) == (4, 0)
     img1 = Image.objects.get(account=mock_account, external_id="img1")
@@ -42,7 +42,7 @@ def test_first_sync_fills_the_cache(mock_account):
 def test_vanished_images_get_missing_since_and_come_back(synced_account):
     driver = services.build_driver(account=synced_account)
     driver.destroy_image("img2")
-    result = services.catalog_sync(account=synced_account)
+    result = sync.catalog_sync(account=synced_account)
     assert result.images.missing == 1
     gone = Image.objects.get(external_id="img2")
     assert gone.missing_since is not None  # kept, but out of API lists
@@ -62,7 +62,7 @@ def test_vanished_images_get_missing_since_and_come_back(synced_account):
             "creation_time": "Thu Oct 25 14:27:53 CEST 2012",
         },
     )
-    services.catalog_sync(account=synced_account)
+    sync.catalog_sync(account=synced_account)
     assert Image.objects.get(external_id="img2").missing_since is None
 
 
@@ -73,7 +73,7 @@ def test_changed_images_are_updated_in_place(synced_account):
         obj["description"] = "JBoss 7"
         driver.store.put("images", obj)
     pk = Image.objects.get(external_id="img3").pk
-    result = services.catalog_sync(account=synced_account)
+    result = sync.catalog_sync(account=synced_account)
     assert (result.images.created, result.images.updated, result.images.missing) == (0, 1, 0)
     row = Image.objects.get(external_id="img3")
     assert (row.pk, row.description) == (pk, "JBoss 7")
@@ -83,7 +83,7 @@ def test_changed_images_are_updated_in_place(synced_account):
 def test_a_listing_that_fails_half_way_changes_nothing(api_user, fault_after):
     # given: 3 pages of one image each, synced once
     account = make_account("paged", users=[api_user], params={"page_size": 1})
-    services.catalog_sync(account=account)
+    sync.catalog_sync(account=account)
     account.refresh_from_db()
     before = list(Image.objects.order_by("pk").values())
     version = account.catalog_version
@@ -92,7 +92,7 @@ def test_a_listing_that_fails_half_way_changes_nothing(api_user, fault_after):
     account.params = {"page_size": 1, "list_fault_after_pages": fault_after}
     account.save()
     with pytest.raises(Unavailable):
-        services.catalog_sync(account=account)
+        sync.catalog_sync(account=account)
     # then: nothing changed, and the failure is recorded
     assert list(Image.objects.order_by("pk").values()) == before
     account.refresh_from_db()
@@ -105,14 +105,14 @@ def test_repeated_failures_flag_the_account(api_user):
     account = make_account("flaky", users=[api_user], params={"list_fault_after_pages": 0})
     for _ in range(3):
         with pytest.raises(Unavailable):
-            services.catalog_sync(account=account)
+            sync.catalog_sync(account=account)
     account.refresh_from_db()
     assert account.consecutive_failures == 3 and account.needs_attention
     assert account.next_sync_at > timezone.now()
     # a success clears the flag
     account.params = {}
     account.save()
-    services.catalog_sync(account=account)
+    sync.catalog_sync(account=account)
     account.refresh_from_db()
     assert (account.consecutive_failures, account.needs_attention) == (0, False)
 
@@ -122,7 +122,7 @@ def test_rejected_credentials_flag_at_once_and_leak_nothing(api_user):
         "badcreds", users=[api_user], credentials={"username": "mockuser", "password": "s3cr3t-wrong"}
     )
     with pytest.raises(AuthFailure):
-        services.catalog_sync(account=account)
+        sync.catalog_sync(account=account)
     account.refresh_from_db()
     assert account.needs_attention
     assert "s3cr3t-wrong" not in account.last_sync_error
@@ -139,17 +139,17 @@ def test_one_sync_per_account_at_a_time(mock_account, monkeypatch):
         listings.append(1)
         if len(listings) == 1:
             try:
-                services.catalog_sync(account=ProviderAccount.objects.get(pk=mock_account.pk))
-            except services.SyncInProgress as exc:
+                sync.catalog_sync(account=ProviderAccount.objects.get(pk=mock_account.pk))
+            except sync.SyncInProgress as exc:
                 overlapping.append(exc)
         yield from original(self)
 
     monkeypatch.setattr(driver_class, "iter_image_pages", listing)
     # when
-    services.catalog_sync(account=mock_account)
+    sync.catalog_sync(account=mock_account)
     # then: one listing ran; the other request was refused, and the lock is free again
     assert len(listings) == 1 and len(overlapping) == 1
-    services.catalog_sync(account=mock_account)
+    sync.catalog_sync(account=mock_account)
     assert len(listings) == 2
 
 
@@ -159,19 +159,19 @@ def test_a_crashed_sync_lock_expires(mock_account):
     ProviderAccount.objects.filter(pk=mock_account.pk).update(
         sync_lock_until=timezone.now() + timedelta(minutes=5), sync_lock_token="dead-worker"
     )
-    with pytest.raises(services.SyncInProgress):
-        services.catalog_sync(account=mock_account)
+    with pytest.raises(sync.SyncInProgress):
+        sync.catalog_sync(account=mock_account)
     ProviderAccount.objects.filter(pk=mock_account.pk).update(
         sync_lock_until=timezone.now() - timedelta(seconds=1)
     )
-    assert services.catalog_sync(account=mock_account).images.created == 3
+    assert sync.catalog_sync(account=mock_account).images.created == 3
 
 
 def test_sync_requests_are_merged(mock_account):
-    assert services.sync_request(account_id=mock_account.pk) is True
-    assert services.sync_request(account_id=mock_account.pk) is False  # queued already
-    services.catalog_sync(account=mock_account)  # the queued sync ran
-    assert services.sync_request(account_id=mock_account.pk) is True
+    assert sync.sync_request(account_id=mock_account.pk) is True
+    assert sync.sync_request(account_id=mock_account.pk) is False  # queued already
+    sync.catalog_sync(account=mock_account)  # the queued sync ran
+    assert sync.sync_request(account_id=mock_account.pk) is True
 
 
 def test_an_unknown_id_is_asked_of_the_provider_once(auth_client, synced_account, monkeypatch):
@@ -206,7 +206,7 @@ def test_a_never_synced_catalog_is_503_while_the_worker_fills_it(
     from images import tasks
 
     sent = []
-    monkeypatch.setattr(tasks.catalog_sync_task, "delay", lambda pk: sent.append(pk))
+    monkeypatch.setattr(tasks.catalog_sync_task, "apply_async", lambda args, countdown=0: sent.append(*args))
     with django_capture_on_commit_callbacks(execute=True):
         first = auth_client.get("/api/images?format=json")
         second = auth_client.get("/api/instances?format=json")

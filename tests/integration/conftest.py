@@ -124,7 +124,7 @@ class Stack:
         self.processes: list[Process] = []
         self.workers = 0
 
-    def worker(self, concurrency: int = 2) -> Process:
+    def worker(self, concurrency: int = 2, queues: str = "operations,sync") -> Process:
         self.workers += 1
         name = f"worker{self.workers}"
         proc = Process(
@@ -140,6 +140,8 @@ class Stack:
                 str(concurrency),
                 "-n",
                 f"{name}@%h",
+                "-Q",
+                queues,
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",

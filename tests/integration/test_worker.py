@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from images import services, tasks
+from images import services, sync, tasks
 from images.models import Image, Operation
 from tests.conftest import make_account
 from tests.integration.conftest import flush_broker
@@ -28,7 +28,7 @@ def wait_until(predicate, timeout: float, what: str):
 
 def account_with(api_user, **params):
     account = make_account("cloud", users=[api_user], is_default=True, params=params)
-    services.catalog_sync(account=account)
+    sync.catalog_sync(account=account)
     return account
 
 
@@ -143,8 +143,8 @@ def test_delete_runs_in_the_worker(stack, auth_client, api_user):
     assert auth_client.get("/api/images/img2", **XML).status_code == 404
     wait_until(lambda: services.build_driver(account=account).get_image("img2") is None, 15, "delete")
     wait_until(lambda: not Operation.objects.get().active, 10, "the operation to finish")
-    services.catalog_sync(account=account)
-    assert not Image.objects.filter(external_id="img2").exists()
+    sync.catalog_sync(account=account)
+    assert Image.objects.get(external_id="img2").missing_since is not None
 
 
 def test_concurrent_sync_requests_run_one_listing(stack, api_user):

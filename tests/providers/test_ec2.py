@@ -25,6 +25,7 @@ from moto.core import set_initial_no_auth_action_count
 from moto.ec2.models import ec2_backends
 from moto.server import ThreadedMotoServer
 
+from providers import registry
 from providers.base import Address, Capabilities, ImageState, Realm, RootType, Transition
 from providers.drivers.ec2 import HARDWARE_PROFILES, EC2Driver, profile_architectures
 from providers.exceptions import (
@@ -74,8 +75,11 @@ def backend(ec2_like_moto):
 
 def make_driver(provider: str = REGION, credentials: dict | None = None, **params) -> EC2Driver:
     params.setdefault("max_attempts", 2)
-    return EC2Driver(
-        provider=provider, params=params, credentials=CREDENTIALS if credentials is None else credentials
+    return registry.create(
+        "ec2",
+        provider=provider,
+        params=params,
+        credentials=CREDENTIALS if credentials is None else credentials,
     )
 
 
@@ -235,10 +239,10 @@ def test_client_is_built_once_for_all_threads():
 
 def test_settings_reach_the_client():
     # given
-    driver = EC2Driver(
-        provider="",
+    driver = registry.create(
+        "ec2",
+        provider="eu-west-1",
         params={
-            "region": "eu-west-1",
             "endpoint_url": "http://127.0.0.1:5999",
             "connect_timeout": 3,
             "read_timeout": 7,
@@ -259,9 +263,11 @@ def test_settings_reach_the_client():
     assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 5}
 
 
-def test_provider_wins_over_region_param_and_default_is_us_east_1():
-    assert make_driver(provider="ap-south-1", region="eu-west-1").region == "ap-south-1"
+def test_the_provider_is_the_region_and_the_default_is_us_east_1():
+    assert make_driver(provider="ap-south-1").region == "ap-south-1"
     assert make_driver(provider="").region == "us-east-1"
+    with pytest.raises(InvalidParameter, match="Unknown ec2 parameter 'region'"):
+        make_driver(region="eu-west-1")
 
 
 @pytest.mark.parametrize(
@@ -279,20 +285,20 @@ def test_provider_wins_over_region_param_and_default_is_us_east_1():
 )
 def test_bad_settings_are_invalid_parameters(params):
     with pytest.raises(InvalidParameter):
-        EC2Driver(provider=REGION, params=params, credentials=CREDENTIALS)
+        make_driver(**params)
 
 
 @pytest.mark.parametrize("credentials", [{}, {"access_key_id": "AKIDONLY"}, {"secret_access_key": SECRET}])
-def test_missing_credentials_are_an_auth_failure(backend, credentials):
-    # given
-    driver = make_driver(credentials=credentials)
-
-    # when
-    with pytest.raises(AuthFailure) as caught:
-        driver.list_images()
-
-    # then
+def test_missing_credentials_are_refused_before_any_driver_exists(credentials):
+    with pytest.raises(InvalidParameter, match=r"EC2 credential '.*' is required") as caught:
+        make_driver(credentials=credentials)
     assert_no_secret(caught.value, caught.value.detail)
+
+
+def test_empty_credentials_are_an_auth_failure_not_the_hosts_keys(backend):
+    driver = make_driver(credentials={"access_key_id": "", "secret_access_key": ""})
+    with pytest.raises(AuthFailure, match="need access_key_id and secret_access_key"):
+        driver.list_images()
 
 
 def test_identity_is_the_account_id(backend):

@@ -12,9 +12,11 @@ import time
 import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
+from providers import registry
 from providers.base import (
     Address,
     Capabilities,
@@ -27,7 +29,8 @@ from providers.base import (
     RootType,
     RunResult,
 )
-from providers.drivers.mock import PROFILES, MockDriver
+from providers.drivers.mock import MockDriver
+from providers.drivers.mock_profiles import PROFILES
 from providers.exceptions import (
     AuthFailure,
     BackendError,
@@ -65,10 +68,18 @@ def state_dir(tmp_path):
     return tmp_path / "cloud"
 
 
+def mock_driver(state_dir, credentials=CREDENTIALS, provider="", **params) -> MockDriver:
+    """A mock driver whose cloud is ``state_dir``, built as the service builds drivers."""
+    registry.configure("mock", storage=str(Path(state_dir).parent))
+    return registry.create(
+        "mock", provider=provider, params={"cloud": Path(state_dir).name, **params}, credentials=credentials
+    )
+
+
 @pytest.fixture
 def make_driver(state_dir):
     def make(credentials=CREDENTIALS, **params):
-        return MockDriver(params=params, credentials=credentials, state_dir=state_dir)
+        return mock_driver(state_dir, credentials, **params)
 
     return make
 
@@ -120,15 +131,28 @@ def seed_image(image_id, architecture, owner_id, description):
 # -- construction and behaviour profiles -----------------------------------------
 
 
-def test_driver_needs_a_state_dir():
-    with pytest.raises(InvalidParameter, match="state directory"):
-        MockDriver(credentials=CREDENTIALS)
+def test_driver_needs_a_configured_storage(monkeypatch):
+    monkeypatch.setattr(registry, "_settings", {})
+    with pytest.raises(InvalidParameter, match="Mock setting 'storage' is required"):
+        registry.create("mock", credentials=CREDENTIALS)
+
+
+def test_accounts_naming_one_cloud_share_it_and_the_provider_names_it_by_default(tmp_path):
+    one = mock_driver(tmp_path / "shared")
+    two = mock_driver(tmp_path / "shared")
+    one.destroy_image("img1")
+    assert "img1" not in image_ids(two)
+    registry.configure("mock", storage=str(tmp_path))
+    by_provider = registry.create("mock", provider="shared", credentials=CREDENTIALS)
+    assert "img1" not in image_ids(by_provider)
+    elsewhere = registry.create("mock", provider="other", credentials=CREDENTIALS)
+    assert "img1" in image_ids(elsewhere)
 
 
 def test_driver_creates_a_missing_nested_state_dir(tmp_path):
     # given
     root = tmp_path / "a" / "b" / "c"
-    driver = MockDriver(credentials=CREDENTIALS, state_dir=root)
+    driver = mock_driver(root)
 
     # when
     ids = image_ids(driver)
@@ -194,7 +218,7 @@ def test_preset_create_delays(make_driver, profile, delay):
 def test_overrides_apply_on_top_of_the_preset(make_driver):
     # when: numbers given as strings, raw states as a JSON list
     p = make_driver(
-        profile="ec2", create_delay="0.25", failure_rate="0.5", raw_states=["a", "b", "c"], unknown_key=1
+        profile="ec2", create_delay="0.25", failure_rate="0.5", raw_states=["a", "b", "c"]
     ).profile
 
     # then
@@ -210,7 +234,12 @@ def test_unknown_profile_is_an_invalid_parameter(make_driver):
         make_driver(profile="azure")
 
     assert "azure" in str(excinfo.value)
-    assert "deltacloud, ec2, fgcp, openstack, rackspace, rhevm, vsphere" in str(excinfo.value)
+    assert "deltacloud, ec2, openstack, rackspace, rhevm, vsphere, fgcp" in str(excinfo.value)
+
+
+def test_unknown_parameters_are_refused_not_ignored(make_driver):
+    with pytest.raises(InvalidParameter, match="Unknown mock parameter 'create_dealy'"):
+        make_driver(create_dealy=1)
 
 
 @pytest.mark.parametrize(
@@ -218,7 +247,6 @@ def test_unknown_profile_is_an_invalid_parameter(make_driver):
     [
         {"create_delay": "soon"},
         {"create_delay": -1},
-        {"create_delay": None},
         {"failure_rate": 1.5},
         {"failure_rate": -0.1},
         {"failure_rate": "often"},
@@ -359,11 +387,11 @@ def test_rejected_calls_change_nothing(make_driver, driver):
 def test_repr_never_shows_the_password(state_dir):
     # given
     secret = "s3cr3t-Passw0rd"
-    driver = MockDriver(
+    driver = mock_driver(
+        state_dir,
         provider="mock-provider",
-        params={"profile": "ec2"},
         credentials={"username": "mockuser", "password": secret},
-        state_dir=state_dir,
+        profile="ec2",
     )
 
     # then
@@ -1205,8 +1233,8 @@ def test_state_survives_a_restart_without_reseeding(make_driver):
 
 
 def test_separate_state_dirs_are_separate_clouds(tmp_path):
-    one = MockDriver(credentials=CREDENTIALS, state_dir=tmp_path / "one")
-    two = MockDriver(credentials=CREDENTIALS, state_dir=tmp_path / "two")
+    one = mock_driver(tmp_path / "one")
+    two = mock_driver(tmp_path / "two")
 
     one.destroy_image("img1")
     one.create_image(instance_id="inst1", name="only-in-one")
@@ -1462,9 +1490,7 @@ def test_threads_creating_instances_get_distinct_ids(make_driver):
 
 
 def _create_images_in_a_process(state_dir, prefix, count):
-    driver = MockDriver(
-        params={"profile": "openstack", "create_delay": 0}, credentials=CREDENTIALS, state_dir=state_dir
-    )
+    driver = mock_driver(state_dir, profile="openstack", create_delay=0)
     return [driver.create_image(instance_id="inst1", name=f"{prefix}-{n}").id for n in range(count)]
 
 
@@ -1484,7 +1510,7 @@ def test_processes_creating_images_lose_none(state_dir):
     assert len(ids) == processes * per_process
     assert len(set(ids)) == len(ids)
     assert all(uuid.UUID(image_id) for image_id in ids)
-    listed = MockDriver(params={"profile": "openstack"}, credentials=CREDENTIALS, state_dir=state_dir)
+    listed = mock_driver(state_dir, profile="openstack")
     images = {i.id: i.name for i in listed.list_images()}
     assert set(ids) <= set(images)
     assert sorted(images[i] for i in ids) == sorted(

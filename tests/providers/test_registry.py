@@ -109,3 +109,29 @@ def test_a_failed_lookup_is_not_cached(monkeypatch):
 
     # then
     assert get_driver("later") is MockDriver
+
+
+def test_create_parses_params_and_credentials_into_the_drivers_dataclasses(tmp_path):
+    registry.configure("mock", storage=str(tmp_path))
+    driver = registry.create(
+        "mock",
+        provider="p1",
+        params={"profile": "rhevm", "create_delay": "1.5"},
+        credentials={"username": "mockuser", "password": "mockpassword"},
+    )
+    assert (driver.provider, driver.params.profile, driver.params.create_delay) == ("p1", "rhevm", 1.5)
+    assert driver.credentials.username == "mockuser"
+    assert driver.settings.storage == str(tmp_path)
+    with pytest.raises(ProviderError, match="Unknown mock credential 'token'"):
+        registry.create("mock", credentials={"token": "x"})
+
+
+def test_describe_lists_every_parameter_with_its_kind_and_secrecy():
+    params, credentials = registry.describe("ec2")
+    by_name = {s.name: s for s in params}
+    assert by_name["page_size"].kind == "int" and by_name["page_size"].maximum == 1000
+    assert by_name["owners"].kind == "str_list" and by_name["owners"].default == ("self",)
+    assert by_name["retry_mode"].choices == ("standard", "adaptive", "legacy")
+    secrets = {s.name: s.secret for s in credentials}
+    assert secrets == {"access_key_id": False, "secret_access_key": True, "session_token": True}
+    assert all(s.help for s in (*params, *credentials))

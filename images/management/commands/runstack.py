@@ -1,4 +1,4 @@
-"""Run the whole service in the foreground: API (gunicorn), Celery worker and beat.
+"""Run the whole service in the foreground: API (gunicorn), Celery workers and beat.
 
 Ctrl-C (or SIGTERM) stops all three; if one of them dies, the others are
 stopped too and the command fails, so a supervisor sees the outage.
@@ -25,6 +25,25 @@ class Command(BaseCommand):
         parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
         parser.add_argument("--concurrency", default=os.environ.get("WORKER_CONCURRENCY", "2"))
 
+    @staticmethod
+    def _worker(bin_dir: Path, queue: str, concurrency: str) -> list[str]:
+        return [
+            str(bin_dir / "celery"),
+            "-A",
+            "deltaweb",
+            "worker",
+            "-l",
+            "info",
+            "-Q",
+            queue,
+            "-n",
+            f"{queue}@%h",
+            "-c",
+            concurrency,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+
     def handle(self, *args, host, port, concurrency, **options):
         bin_dir = Path(sys.executable).parent
         env = {**os.environ, "HOST": host, "PORT": str(port)}
@@ -35,18 +54,9 @@ class Command(BaseCommand):
                 Path(folder).mkdir(parents=True, exist_ok=True)
         commands = {
             "web": [str(bin_dir / "gunicorn"), "-c", "deltaweb/gunicorn_conf.py", "deltaweb.wsgi"],
-            "worker": [
-                str(bin_dir / "celery"),
-                "-A",
-                "deltaweb",
-                "worker",
-                "-l",
-                "info",
-                "-c",
-                str(concurrency),
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            # Two workers, so a long catalog listing never delays operation polls.
+            "worker": self._worker(bin_dir, "operations", str(concurrency)),
+            "sync-worker": self._worker(bin_dir, "sync", "1"),
             "beat": [str(bin_dir / "celery"), "-A", "deltaweb", "beat", "-l", "info", "-s", schedule],
         }
         children = {

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from images import services
+from images import sync
 from images.models import ProviderAccount
 from providers.exceptions import ProviderError
 
@@ -30,7 +30,7 @@ class Command(BaseCommand):
             account.save()
         account.users.add(user)
         try:
-            services.catalog_sync(account=account)
-        except (services.SyncInProgress, ProviderError) as exc:
+            sync.catalog_sync(account=account)
+        except (sync.SyncInProgress, ProviderError) as exc:
             self.stderr.write(f"initial sync skipped: {exc}")
         self.stdout.write(f"demo ready: API user {DEMO_USER}, account {account}")

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from images import services
+from images import sync
 from images.models import ProviderAccount
 from providers.exceptions import ProviderError
 
@@ -12,6 +12,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("accounts", nargs="*", help="account names")
+        parser.add_argument(
+            "--full", action="store_true", help="a full listing even where the driver can list changes only"
+        )
 
     def handle(self, *args, **options):
         accounts = ProviderAccount.objects.filter(enabled=True)
@@ -23,14 +26,15 @@ class Command(BaseCommand):
         failed = False
         for account in accounts:
             try:
-                result = services.catalog_sync(account=account)
-            except (services.SyncInProgress, ProviderError) as exc:
+                result = sync.catalog_sync(account=account, full=options["full"])
+            except (sync.SyncInProgress, ProviderError) as exc:
                 failed = True
                 self.stderr.write(f"{account.name}: {type(exc).__name__}: {exc}")
                 continue
             images = result.images
+            kind = "changes" if result.incremental else "images"
             self.stdout.write(
-                f"{account.name}: {images.staged} images ({images.created} new, "
+                f"{account.name}: {images.staged} {kind} ({images.created} new, "
                 f"{images.updated} changed, {images.missing} missing) in {result.duration:.2f}s"
             )
         if failed:

@@ -5,7 +5,7 @@ so memory never holds more than one provider page. Only after the whole
 listing arrived does one short transaction upsert the rows that really
 changed (``IS DISTINCT FROM``: an unchanged catalog writes nothing) and mark
 the rows the provider no longer lists as missing. A listing that fails half
-way therefore changes nothing.
+way therefore changes nothing. ``images.sync`` drives it.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class CatalogMerge:
         self.fields = [model._meta.get_field(c) for c in columns]
         self.columns = [f.column for f in self.fields]
         self.json_columns = {f.column for f in self.fields if isinstance(f, models.JSONField)}
+        # Rows that record the catalog version they changed in (the delta feed).
+        self.versioned = any(f.name == "changed_version" for f in model._meta.concrete_fields)
         self.stage = f"dw_stage_{self.table}"
         self.vendor = connection.vendor
 
@@ -105,18 +107,19 @@ class CatalogMerge:
         now: datetime,
         listed_before: datetime,
         previous_success: datetime | None,
+        version: int,
+        mark_missing: bool = True,
         protect_sql: str = "",
-        purge_tombstones: bool = False,
-        detach: tuple[str, str] | None = None,
     ) -> MergeResult:
-        """Upsert changed rows and mark the unlisted ones missing.
+        """Upsert changed rows and (for a full listing) mark the unlisted ones missing.
 
+        Runs inside the caller's transaction, which holds the account's row
+        lock: ``version`` is the catalog version this merge writes into the
+        rows it changes (when the model has ``changed_version``).
         ``listed_before``: rows first seen after the listing started (created
         through the API meanwhile) are never marked missing. ``protect_sql``
-        is an extra condition that keeps rows from being marked missing.
-        ``purge_tombstones`` deletes rows tombstoned through the API that the
-        provider no longer lists; ``detach`` (table, column) names a nullable
-        foreign key to clear first, as Django's SET_NULL would.
+        is an extra condition that keeps rows from being marked missing. An
+        incremental listing (``mark_missing=False``) only upserts.
         """
         ops = connection.ops
         now_db = ops.adapt_datetimefield_value(now)
@@ -125,9 +128,13 @@ class CatalogMerge:
         cols = ", ".join(self.columns)
         t = self.table
         sets = ", ".join(f"{c} = excluded.{c}" for c in self.columns)
+        versioned = self.versioned
+        extra_cols = ", changed_version" if versioned else ""
+        extra_vals = ", %s" if versioned else ""
+        extra_set = ", changed_version = excluded.changed_version" if versioned else ""
         if self.vendor == "postgresql":
             source = (
-                f"SELECT DISTINCT ON (external_id) %s, external_id, {cols}, %s, %s, NULL "
+                f"SELECT DISTINCT ON (external_id) %s, external_id, {cols}, %s, %s, NULL{extra_vals} "
                 f"FROM {self.stage} ORDER BY external_id, seq DESC"
             )
             differs = (
@@ -135,43 +142,34 @@ class CatalogMerge:
                 f"IS DISTINCT FROM ({', '.join(f'excluded.{c}' for c in self.columns)}, NULL)"
             )
         else:
-            source = f"SELECT %s, external_id, {cols}, %s, %s, NULL FROM {self.stage} WHERE true"
+            source = f"SELECT %s, external_id, {cols}, %s, %s, NULL{extra_vals} FROM {self.stage} WHERE true"
             same = " AND ".join(f"{t}.{c} IS excluded.{c}" for c in self.columns)
             differs = f"NOT ({same} AND {t}.missing_since IS NULL)"
         upsert = (
-            f"INSERT INTO {t} (account_id, external_id, {cols}, first_seen, last_seen, missing_since) "
-            f"{source} ON CONFLICT (account_id, external_id) DO UPDATE SET {sets}, "
-            f"last_seen = excluded.last_seen, missing_since = NULL WHERE {differs}"
+            f"INSERT INTO {t} (account_id, external_id, {cols}, first_seen, last_seen, missing_since"
+            f"{extra_cols}) {source} ON CONFLICT (account_id, external_id) DO UPDATE SET {sets}, "
+            f"last_seen = excluded.last_seen, missing_since = NULL{extra_set} WHERE {differs}"
         )
-        mark_missing = (
-            f"UPDATE {t} SET missing_since = %s, last_seen = %s WHERE account_id = %s "
+        upsert_params = [account_id, now_db, now_db] + ([version] if versioned else [])
+        mark_missing_sql = (
+            f"UPDATE {t} SET missing_since = %s, last_seen = %s"
+            f"{', changed_version = %s' if versioned else ''} WHERE account_id = %s "
             f"AND missing_since IS NULL AND first_seen < %s {protect_sql} AND NOT EXISTS "
             f"(SELECT 1 FROM {self.stage} s WHERE s.external_id = {t}.external_id)"
         )
-        # Rows deleted through the API go for good once the provider stops listing them.
-        doomed = (
-            f"SELECT id FROM {t} WHERE account_id = %s AND deleted_at IS NOT NULL {protect_sql} "
-            f"AND NOT EXISTS (SELECT 1 FROM {self.stage} s WHERE s.external_id = {t}.external_id)"
-        )
+        missing_params = [now_db, seen_db] + ([version] if versioned else []) + [account_id, before_db]
         count_sql = f"SELECT COUNT(*) FROM {t} WHERE account_id = %s"
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(count_sql, [account_id])
             before = cursor.fetchone()[0]
-            cursor.execute(upsert, [account_id, now_db, now_db])
+            cursor.execute(upsert, upsert_params)
             upserted = max(cursor.rowcount, 0)
             cursor.execute(count_sql, [account_id])
             created = cursor.fetchone()[0] - before
             missing = 0
-            if purge_tombstones:
-                if detach:
-                    table, column = detach
-                    cursor.execute(
-                        f"UPDATE {table} SET {column} = NULL WHERE {column} IN ({doomed})", [account_id]
-                    )
-                cursor.execute(f"DELETE FROM {t} WHERE id IN ({doomed})", [account_id])
-                missing += max(cursor.rowcount, 0)
-            cursor.execute(mark_missing, [now_db, seen_db, account_id, before_db])
-            missing += max(cursor.rowcount, 0)
+            if mark_missing:
+                cursor.execute(mark_missing_sql, missing_params)
+                missing = max(cursor.rowcount, 0)
             cursor.execute(f"SELECT COUNT(*) FROM {self.stage}")
             staged = cursor.fetchone()[0]
         return MergeResult(staged=staged, created=created, updated=upserted - created, missing=missing)
