@@ -24,6 +24,7 @@ from providers.params import ParamSpec, parse, specs
 DRIVERS: dict[str, str] = {
     "ec2": "providers.drivers.ec2.EC2Driver",
     "mock": "providers.drivers.mock.MockDriver",
+    "vsphere": "providers.drivers.vsphere.VSphereDriver",
 }
 
 _settings: dict[str, dict[str, Any]] = {}

@@ -82,7 +82,7 @@ def test_listing_reads_pages_of_vms_never_one_vm_at_a_time(vs, soap_calls):
     assert sent_by(soap_calls, driver) == ["RetrievePropertiesEx"] * 2 + ["ContinueRetrievePropertiesEx"] * 4
     assert len(pages) == 5
     assert sorted(i.id for page in pages for i in page) == sorted(templates)
-    image = pages[-1][-1]
+    image = next(i for page in pages for i in page)
     assert (image.raw_state, image.owner_id, image.architecture) == (
         "template",
         vs.sim.username,

@@ -227,18 +227,26 @@ type annotatedCloneVM struct {
 func (vm *annotatedCloneVM) CloneVMTask(ctx *simulator.Context, req *types.CloneVM_Task) soap.HasFault {
 	body := vm.VirtualMachine.CloneVMTask(ctx, req)
 	res, ok := body.(*methods.CloneVM_TaskBody)
-	if !ok || res.Res == nil || req.Spec.Config == nil || req.Spec.Config.Annotation == "" {
+	if !ok || res.Res == nil {
 		return body
 	}
 	task, ok := simulator.Map.Get(res.Res.Returnval).(*simulator.Task)
 	if !ok {
 		return body
 	}
-	if ref, ok := task.Info.Result.(types.ManagedObjectReference); ok {
-		if clone, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine); ok {
-			clone.Config.Annotation = req.Spec.Config.Annotation
-			clone.Summary.Config.Annotation = req.Spec.Config.Annotation
-		}
+	ref, ok := task.Info.Result.(types.ManagedObjectReference)
+	if !ok {
+		return body
 	}
+	clone, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	if !ok {
+		return body
+	}
+	if req.Spec.Config != nil && req.Spec.Config.Annotation != "" {
+		clone.Config.Annotation = req.Spec.Config.Annotation
+		clone.Summary.Config.Annotation = req.Spec.Config.Annotation
+	}
+	// so that clones of the clone keep their annotation too
+	simulator.Map.Put(&annotatedCloneVM{VirtualMachine: *clone})
 	return body
 }
