@@ -271,7 +271,7 @@ def test_an_idle_timeout_is_a_renewal_too(tmp_path, soap_calls):
 
 
 def test_tls_is_verified_unless_the_account_says_insecure(vs):
-    with pytest.raises(Unavailable, match="could not be verified .*set the account's ca_bundle"):
+    with pytest.raises(Unavailable, match=r"could not be verified .*set the account's ca_bundle"):
         vs.driver(ca_bundle="").list_images()
     assert len(vs.driver(ca_bundle="", insecure=True).list_instances()) == 4
     assert len(vs.driver(ca_bundle=vs.sim.ca_file.read_text()).list_instances()) == 4
