@@ -321,12 +321,16 @@ class VSphereDriver(Driver):
                 if (props := vmware.properties(obj))
             }
         if self.provider:
-            if self.provider not in found:
-                raise ProviderError(
-                    f"{self._where()} has no datacenter '{self.provider}' "
-                    f"(it has: {', '.join(sorted(found)) or 'none'})"
-                )
-            return found[self.provider]
+            if self.provider in found:
+                return found[self.provider]
+            # Accounts store the provider lower-cased, as X-Deltacloud-Provider arrives.
+            folded = [name for name in found if name.casefold() == self.provider.casefold()]
+            if len(folded) == 1:
+                return found[folded[0]]
+            raise ProviderError(
+                f"{self._where()} has no datacenter '{self.provider}' "
+                f"(it has: {', '.join(sorted(found)) or 'none'})"
+            )
         if len(found) != 1:
             raise InvalidParameter(
                 f"{self._where()} has {len(found)} datacenters; choose one as the provider "
@@ -380,7 +384,7 @@ class VSphereDriver(Driver):
             owner_id=self.credentials.user,
             architecture=arch,
             state=ImageState.AVAILABLE if connection == "connected" else ImageState.UNKNOWN,
-            raw_state="template" if connection == "connected" else connection,
+            raw_state="AVAILABLE" if connection == "connected" else connection,
             root_type=RootType.PERSISTENT,
             hardware_profiles=("default",),
             extra={
@@ -429,7 +433,15 @@ class VSphereDriver(Driver):
         marked = self.get_image(instance_id)
         if marked is None:
             raise NotFound(f"VM {vm['name']} vanished right after becoming a template")
-        return marked
+        # The answer to the create says what happened (as <state_reason>), so no
+        # client wonders where its name went; the next sync's listing clears it.
+        return dataclasses.replace(
+            marked,
+            failure_reason=(
+                f"vSphere turned VM {vm['name']} itself into this template: it keeps the VM's id and "
+                "name, and any name or description given was not used"
+            ),
+        )
 
     def _clone(self, vm: Mapping[str, Any], name: str, description: str | None) -> ProviderImage:
         name = (name or "").strip()

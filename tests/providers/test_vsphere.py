@@ -7,6 +7,7 @@ clone account, tasks, sessions that expire, TLS trust and datacenters.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import http.server
 import ipaddress
@@ -84,7 +85,7 @@ def test_listing_reads_pages_of_vms_never_one_vm_at_a_time(vs, soap_calls):
     assert sorted(i.id for page in pages for i in page) == sorted(templates)
     image = next(i for page in pages for i in page)
     assert (image.raw_state, image.owner_id, image.architecture) == (
-        "template",
+        "AVAILABLE",
         vs.sim.username,
         "i386",
     )
@@ -146,8 +147,9 @@ def test_the_vm_itself_becomes_the_template_and_keeps_its_id(vs):
 
     # then: same id and name, the VM left the instances and is a template
     assert (image.id, image.name, image.description, image.state.value) == (vm_id, name, None, "AVAILABLE")
+    assert "itself into this template" in image.failure_reason  # the answer says the name was not used
     assert driver.get_instance(vm_id) is None and vm_id not in {i.id for i in driver.list_instances()}
-    assert driver.get_image(vm_id) == image
+    assert driver.get_image(vm_id) == dataclasses.replace(image, failure_reason="")
     assert inv.machines(vs.si)[name]["config.template"] is True
 
 
@@ -350,6 +352,7 @@ def test_the_provider_is_the_datacenter(vs):
     with pytest.raises(ProviderError, match="has no datacenter 'DC9' \\(it has: DC0\\)"):
         vs.driver(provider="DC9").list_images()
     assert len(vs.driver(provider="").list_instances()) == 4  # the only one
+    assert len(vs.driver(provider="dc0").list_instances()) == 4  # as accounts store it
 
 
 def test_several_datacenters_need_a_provider(tmp_path):

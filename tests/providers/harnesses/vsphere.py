@@ -30,7 +30,7 @@ class VSphereHarness(Harness):
     page_size = 2
     refusal_words = ("poweredOn", "powered-off")
     # vCenter has no image lifecycle: a template exists (connected) or it does not.
-    state_samples = {"template": ImageState.AVAILABLE}
+    state_samples = {"AVAILABLE": ImageState.AVAILABLE}
     clone: ClassVar[bool] = False
 
     def start(self) -> None:
@@ -107,7 +107,7 @@ class VSphereHarness(Harness):
         # Both ways of making a template are complete when the driver returns.
 
     def set_state(self, image_id: str, raw_state: str) -> None:
-        assert raw_state == "template", raw_state
+        assert raw_state == "AVAILABLE", raw_state
 
     def _silent_port(self) -> int:
         sock = socket.socket()
