@@ -108,6 +108,21 @@ HARDWARE_PROFILES: tuple[HardwareProfile, ...] = (
 )
 
 
+PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
+
+
+def _pem_certificates(text: str) -> str:
+    """PEM certificates laid out again: a one-line form field drops the newlines PEM needs."""
+    blocks = []
+    for body in PEM_CERTIFICATE.findall(text):
+        data = "".join(body.split())
+        lines = [data[i : i + 64] for i in range(0, len(data), 64)]
+        blocks.append("\n".join(["-----BEGIN CERTIFICATE-----", *lines, "-----END CERTIFICATE-----"]))
+    if not blocks:
+        raise ValueError("no PEM certificate in it")
+    return "\n".join(blocks) + "\n"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VSphereParams:
     """Where the account's vCenter is, how to trust it, and how images are made."""
@@ -141,6 +156,23 @@ class VSphereParams:
             raise InvalidParameter("vSphere parameter 'host' must not be empty")
         if self.insecure and self.ca_bundle:
             raise InvalidParameter("vSphere parameters 'insecure' and 'ca_bundle' exclude each other")
+        self.ssl_context()  # an unreadable bundle is the operator's error, found when the account is saved
+
+    def ssl_context(self) -> ssl.SSLContext:
+        if self.insecure:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        bundle = self.ca_bundle.strip()
+        if not bundle:
+            return ssl.create_default_context()
+        try:
+            if bundle.startswith("-----BEGIN"):
+                return ssl.create_default_context(cadata=_pem_certificates(bundle))
+            return ssl.create_default_context(cafile=os.path.expanduser(bundle))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise InvalidParameter(f"vSphere parameter 'ca_bundle' is not usable: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,28 +228,12 @@ class VSphereDriver(Driver):
 
     # -- session and errors --------------------------------------------------
 
-    def _ssl_context(self) -> ssl.SSLContext:
-        if self.params.insecure:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            return context
-        bundle = self.params.ca_bundle.strip()
-        if not bundle:
-            return ssl.create_default_context()
-        try:
-            if bundle.startswith("-----BEGIN"):
-                return ssl.create_default_context(cadata=bundle)
-            return ssl.create_default_context(cafile=os.path.expanduser(bundle))
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            raise InvalidParameter(f"vSphere parameter 'ca_bundle' is not usable: {exc}") from None
-
     @cached_property
     def session(self) -> vmware.Session:
         endpoint = vmware.Endpoint(
             host=self.params.host,
             port=self.params.port,
-            ssl_context=self._ssl_context(),
+            ssl_context=self.params.ssl_context(),
             timeout=self.params.timeout,
         )
         return vmware.Session(endpoint, self.credentials.user, self.credentials.password)
@@ -301,7 +317,8 @@ class VSphereDriver(Driver):
             create_returns_id=not clone,
             honours_image_name=clone,
             honours_image_description=clone,
-            unique_image_names=clone,
+            # vCenter wants names unique per folder only, and says DuplicateName itself.
+            unique_image_names=False,
             image_name_max_length=NAME_MAX,
         )
 
@@ -332,7 +349,8 @@ class VSphereDriver(Driver):
                 f"(it has: {', '.join(sorted(found)) or 'none'})"
             )
         if len(found) != 1:
-            raise InvalidParameter(
+            # the account's configuration, not the request, is wrong: a 502, never the user's 400
+            raise ProviderError(
                 f"{self._where()} has {len(found)} datacenters; choose one as the provider "
                 f"({', '.join(sorted(found))})"
             )
