@@ -465,6 +465,8 @@ class VSphereDriver(Driver):
         name = (name or "").strip()
         if not name:
             raise InvalidParameter("A vSphere clone needs a name for the new template")
+        if len(name) > NAME_MAX:
+            raise InvalidParameter(f"vSphere names are at most {NAME_MAX} characters long")
         # The new template's id is chosen here, so it is known before the task ends.
         new_id = str(uuid.uuid4())
         spec = vim.vm.CloneSpec(
