@@ -290,8 +290,9 @@ class VSphereDriver(Driver):
             )
         if isinstance(fault, vmodl.fault.ManagedObjectNotFound):
             return NotFound(f"{action}: the object no longer exists")
-        if isinstance(fault, vim.fault.DuplicateName | vim.fault.AlreadyExists):
-            return Conflict(f"{action}: the name is taken ({message or name})")
+        if isinstance(fault, vim.fault.DuplicateName | vim.fault.AlreadyExists | vim.fault.FileAlreadyExists):
+            # FileAlreadyExists: files of a VM removed from the inventory sit where the new one's would go
+            return Conflict(f"{action}: the name is taken ({name}: {message})".replace(": )", ")"))
         if isinstance(fault, vim.fault.InvalidState | vim.fault.TaskInProgress | vmodl.fault.NotSupported):
             return InvalidState(text)
         if isinstance(

@@ -194,13 +194,6 @@ def test_the_clone_account_keeps_the_vm_and_names_the_template(tmp_path):
         with pytest.raises(InvalidParameter, match="at most 80 characters"):
             driver.create_image(instance_id=vm_id, name="x" * 81)
 
-        # a clone task that fails raises its fault and leaves no template behind
-        before = set(inv.machines(harness.si))
-        with pytest.raises(
-            ProviderError, match=r"cloning VM .* to template ../escape: vSphere fault InvalidDatastorePath"
-        ):
-            driver.create_image(instance_id=vm_id, name="../escape")
-        assert set(inv.machines(harness.si)) == before
     finally:
         harness.stop()
 

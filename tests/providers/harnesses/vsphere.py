@@ -102,7 +102,8 @@ class VSphereHarness(Harness):
         if not ok:
             pytest.skip(
                 "vSphere has no failed templates: MarkAsTemplate succeeds or raises at once, and a "
-                "failed CloneVM_Task leaves no template (tests/providers/test_vsphere.py covers both)"
+                "failed CloneVM_Task raises its fault and leaves no template (test_vsphere.py covers "
+                "refusals and task faults)"
             )
         # Both ways of making a template are complete when the driver returns.
 
