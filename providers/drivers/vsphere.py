@@ -292,7 +292,7 @@ class VSphereDriver(Driver):
             return NotFound(f"{action}: the object no longer exists")
         if isinstance(fault, vim.fault.DuplicateName | vim.fault.AlreadyExists | vim.fault.FileAlreadyExists):
             # FileAlreadyExists: files of a VM removed from the inventory sit where the new one's would go
-            return Conflict(f"{action}: the name is taken ({name}: {message})".replace(": )", ")"))
+            return Conflict(f"{action}: the name is taken ({name}{': ' + message if message else ''})")
         if isinstance(fault, vim.fault.InvalidState | vim.fault.TaskInProgress | vmodl.fault.NotSupported):
             return InvalidState(text)
         if isinstance(
