@@ -27,6 +27,7 @@ DRIVERS: dict[str, str] = {
     "mock": "providers.drivers.mock.MockDriver",
     "ovirt": "providers.drivers.rhevm.OVirtDriver",
     "rhevm": "providers.drivers.rhevm.RHEVMDriver",
+    "vsphere": "providers.drivers.vsphere.VSphereDriver",
 }
 
 _settings: dict[str, dict[str, Any]] = {}

@@ -19,6 +19,8 @@ HARNESSES: dict[str, str] = {
     "fgcp": "tests.providers.harnesses.fgcp.FGCPHarness",
     "ovirt": "tests.providers.harnesses.rhevm.OVirtHarness",
     "rhevm": "tests.providers.harnesses.rhevm.RHEVMHarness",
+    "vsphere": "tests.providers.harnesses.vsphere.VSphereHarness",
+    "vsphere-clone": "tests.providers.harnesses.vsphere.VSphereCloneHarness",
 }
 
 
