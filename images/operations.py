@@ -215,6 +215,10 @@ def image_create(
 
     provisional = f"{PROVISIONAL_PREFIX}{name}"
     with transaction.atomic():
+        # Names are not unique on such providers and the name is how the worker
+        # finds the image, so same-named creates go one at a time: a concurrent
+        # one waits on the account row, then sees the first and is refused.
+        ProviderAccount.objects.select_for_update().filter(pk=account.pk).first()
         if Operation.objects.filter(
             account=account, provisional_id=provisional, external_id="", status__in=Operation.ACTIVE
         ).exists():
