@@ -1,10 +1,11 @@
-"""``python -m bench [reads|sync ...]``: see bench/reads.py and bench/sync.py."""
+"""``python -m bench [reads|sync|sync-openstack ...]``: see bench/reads.py, bench/sync.py
+and bench/sync_openstack.py."""
 
 import sys
 
-from bench import reads, sync
+from bench import reads, sync, sync_openstack
 
-COMMANDS = {"reads": reads.main, "sync": sync.main}
+COMMANDS = {"reads": reads.main, "sync": sync.main, "sync-openstack": sync_openstack.main}
 
 if __name__ == "__main__":
     args = sys.argv[1:] or ["reads"]

@@ -215,6 +215,10 @@ def image_create(
 
     provisional = f"{PROVISIONAL_PREFIX}{name}"
     with transaction.atomic():
+        # Names are not unique on such providers and the name is how the worker
+        # finds the image, so same-named creates go one at a time: a concurrent
+        # one waits on the account row, then sees the first and is refused.
+        ProviderAccount.objects.select_for_update().filter(pk=account.pk).first()
         if Operation.objects.filter(
             account=account, provisional_id=provisional, external_id="", status__in=Operation.ACTIVE
         ).exists():
@@ -271,8 +275,12 @@ def _save(op: Operation, **fields) -> None:
     Operation.objects.filter(pk=op.pk).update(**fields)
 
 
-def _schedule_next(op: Operation, error: str = "") -> None:
-    """Poll again later, or fail the operation once its deadline has passed."""
+def _schedule_next(op: Operation, error: str = "", *, retry_after: float | None = None) -> None:
+    """Poll again later, or fail the operation once its deadline has passed.
+
+    ``retry_after`` is how long the provider asked us to wait (HTTP
+    Retry-After on a 413/429): the next attempt is never sooner.
+    """
     now = timezone.now()
     if now >= op.deadline:
         reason = f"Gave up after the deadline ({op.attempts} attempts)"
@@ -280,7 +288,7 @@ def _schedule_next(op: Operation, error: str = "") -> None:
             reason += f"; last error: {error or op.last_error}"
         _finish(op, OP.FAILED, reason)
         return
-    delay = _backoff(op.attempts)
+    delay = max(_backoff(op.attempts), retry_after or 0)
     with transaction.atomic():
         _save(
             op,
@@ -340,7 +348,7 @@ def image_create_run(*, op: Operation) -> None:
     except ProviderError as exc:
         if exc.retryable:
             _save(op, status=OP.QUEUED)
-            _schedule_next(op, str(exc))
+            _schedule_next(op, str(exc), retry_after=exc.retry_after)
         else:
             _finish(op, OP.FAILED, str(exc))
         return
@@ -402,7 +410,7 @@ def image_poll_run(*, op: Operation) -> None:
     except ProviderError as exc:
         if isinstance(exc, AuthFailure):
             account_flag(account=op.account, reason=f"The provider rejected the stored credentials: {exc}")
-        _schedule_next(op, f"{type(exc).__name__}: {exc}")
+        _schedule_next(op, f"{type(exc).__name__}: {exc}", retry_after=exc.retry_after)
         return
     _after_poll(op, remote)
 
@@ -423,7 +431,11 @@ def _after_poll(op: Operation, remote: ProviderImage | None) -> None:
 
 
 def image_delete(*, account: ProviderAccount, user, external_id: str) -> Operation:
-    """Tombstone the image now; the worker asks the provider to delete it."""
+    """Tombstone the image now; the worker asks the provider to delete it.
+
+    Drivers whose provider accepts or refuses a delete at once (``destroy_in_request``)
+    are called here instead, so a refusal is this request's 4xx.
+    """
     caps = capabilities(account=account)
     if not caps.destroy_image:
         raise NotSupported(f"The {account.driver} driver cannot destroy images")
@@ -437,6 +449,12 @@ def image_delete(*, account: ProviderAccount, user, external_id: str) -> Operati
         and Operation.objects.filter(image=image, status__in=Operation.ACTIVE, external_id="").exists()
     ):
         raise Conflict(f"Image {external_id} is still being created and has no provider id yet")
+    done_now = caps.destroy_in_request and not image.external_id.startswith(PROVISIONAL_PREFIX)
+    if done_now:
+        try:
+            build_driver(account=account).destroy_image(image.external_id)
+        except NotFound:
+            pass  # already gone: what we wanted
     now = timezone.now()
     with transaction.atomic():
         Image.objects.filter(pk=image.pk).update(deleted_at=now)
@@ -446,12 +464,14 @@ def image_delete(*, account: ProviderAccount, user, external_id: str) -> Operati
             kind=Operation.Kind.DELETE_IMAGE,
             requested_by=user,
             external_id=image.external_id,
-            status=OP.QUEUED,
-            next_poll_at=now,
+            status=OP.SUCCEEDED if done_now else OP.QUEUED,
+            next_poll_at=None if done_now else now,
+            finished_at=now if done_now else None,
             deadline=now + timedelta(seconds=settings.DELTAWEB_DELETE_DEADLINE_SECONDS),
         )
         catalog_touch(account=account, image_ids=[image.pk])
-        _enqueue("image_delete_task", op.pk)
+        if not done_now:
+            _enqueue("image_delete_task", op.pk)
         _fast_sync(account)
     return op
 
@@ -466,7 +486,7 @@ def image_delete_run(*, op: Operation) -> None:
     except ProviderError as exc:
         if exc.retryable:
             _save(op, status=OP.QUEUED)
-            _schedule_next(op, f"{type(exc).__name__}: {exc}")
+            _schedule_next(op, f"{type(exc).__name__}: {exc}", retry_after=exc.retry_after)
         else:
             _finish(op, OP.FAILED, str(exc))
         return
