@@ -20,6 +20,9 @@ COPY_BATCH_BYTES = 1024 * 1024
 # PostgreSQL session memory for temp tables (8 MB by default): a stage of
 # 100,000 images is about 40 MB.
 TEMP_BUFFERS = "64MB"
+# Keys sorted, so equal content always hashes the same; non-string keys
+# become strings, as the standard json module would make them.
+OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
 def _mapping_to_dict(value: Any) -> Any:
@@ -41,9 +44,9 @@ def _without_nul(value: Any) -> Any:
 
 def encode_row(values: Sequence[Any]) -> bytes:
     """One row's values as the JSON document that is staged (and hashed)."""
-    doc = orjson.dumps(values, default=_mapping_to_dict, option=orjson.OPT_SORT_KEYS)
+    doc = orjson.dumps(values, default=_mapping_to_dict, option=OPTIONS)
     if b"\\" in doc and b"\\u0000" in doc:
-        doc = orjson.dumps(_without_nul(values), default=_mapping_to_dict, option=orjson.OPT_SORT_KEYS)
+        doc = orjson.dumps(_without_nul(values), default=_mapping_to_dict, option=OPTIONS)
     return doc
 
 

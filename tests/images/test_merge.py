@@ -155,11 +155,14 @@ def test_an_incremental_listing_only_upserts(account):
 
 def test_text_that_copy_and_json_would_mangle_survives(account):
     awkward = 'tab\there, newline\nthere, back\\slash, "quotes", NUL\x00, ünïcode'
-    merge(account, [image("odd\tid\\x", description=awkward, failure_reason="\r\n")])
+    odd_extra = {"nested": {2: "an int key", "list": ("a", None)}}
+    merge(account, [image("odd\tid\\x", description=awkward, failure_reason="\r\n", extra=odd_extra)])
     row = Image.objects.get(account=account)
+    assert row.extra == {"nested": {"2": "an int key", "list": ["a", None]}}
     # NUL cannot be stored in PostgreSQL text: it is dropped on every database alike
     assert (row.external_id, row.description) == ("odd\tid\\x", awkward.replace("\x00", ""))
-    assert not merge(account, [image("odd\tid\\x", description=awkward, failure_reason="\r\n")]).changed
+    again = image("odd\tid\\x", description=awkward, failure_reason="\r\n", extra=odd_extra)
+    assert not merge(account, [again]).changed
 
 
 def test_an_unchanged_sync_costs_the_same_queries_whatever_the_catalog_size(api_user):
