@@ -1,11 +1,10 @@
 """Set-based merge of a provider listing into the cache.
 
-A listing is staged into a temporary table as it arrives
-(``images.staging``), so memory never holds more than a provider page or
-two. Only after the whole listing arrived does one short transaction write the rows that
-really changed and mark the rows the provider no longer lists as missing.
-A listing that fails half way therefore changes nothing. ``images.sync``
-drives it.
+A listing is staged into a temporary table as it arrives (``images.staging``),
+so memory never holds more than a provider page or two. Only after the whole
+listing arrived does one short transaction write the rows that really changed
+and mark the rows the provider no longer lists as missing. A listing that
+fails half way therefore changes nothing. ``images.sync`` drives it.
 
 Each staged row is one JSON document of the row's values (orjson, keys
 sorted). On PostgreSQL a row keeps the 64-bit hash of the document it was
