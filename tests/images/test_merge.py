@@ -146,6 +146,34 @@ def test_the_hash_is_cleared_only_when_content_changes_without_a_new_hash(accoun
     assert Image.objects.get(account=account).content_hash is None
 
 
+def test_rows_with_an_operation_in_flight_or_first_seen_meanwhile_are_not_marked_missing(account):
+    from datetime import timedelta
+
+    from images.models import Operation
+
+    # given: three rows the next listing leaves out
+    merge(account, [image("busy"), image("done"), image("gone")])
+    rows = {r.external_id: r for r in Image.objects.filter(account=account)}
+    for external_id, status in (("busy", "POLLING"), ("done", "SUCCEEDED")):
+        Operation.objects.create(
+            account=account,
+            image=rows[external_id],
+            kind="delete_image",
+            status=status,
+            deadline=timezone.now(),
+        )
+    Image.objects.create(account=account, external_id="new", first_seen=timezone.now() + timedelta(minutes=1))
+    # when
+    result = merge(account, [])
+    # then
+    missing = set(
+        Image.objects.filter(account=account, missing_since__isnull=False).values_list(
+            "external_id", flat=True
+        )
+    )
+    assert (result.missing, missing) == (2, {"done", "gone"})
+
+
 def test_an_incremental_listing_only_upserts(account):
     merge(account, [image("a"), image("b")])
     result = merge(account, [image("c")], mark_missing=False)
