@@ -228,8 +228,11 @@ class Operation(models.Model):
         POLLING = "POLLING"  # waiting for the provider to finish
         SUCCEEDED = "SUCCEEDED"
         FAILED = "FAILED"
+        CANCELLED = "CANCELLED"  # an operator stopped it; the worker leaves it alone
 
     ACTIVE = (Status.QUEUED, Status.CALLING, Status.POLLING)
+    # What an operator may retry: a new operation repeats the request.
+    RETRYABLE = (Status.FAILED, Status.CANCELLED)
 
     account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="operations")
     image = models.ForeignKey(
@@ -249,6 +252,10 @@ class Operation(models.Model):
     provisional_id = models.CharField(max_length=255, blank=True)
     # Images with the create's name that existed before it: never adopted.
     preexisting_ids = models.JSONField(default=list, blank=True)
+    # An operator's retry repeats a failed or cancelled operation as a new one.
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
     attempts = models.PositiveIntegerField(default=0)
     next_poll_at = models.DateTimeField(null=True, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
