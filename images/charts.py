@@ -15,8 +15,8 @@ from datetime import datetime
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-WIDTH, HEIGHT = 560, 170
-LEFT, RIGHT, TOP, BOTTOM = 56, 12, 14, 28
+WIDTH, HEIGHT = 330, 160
+LEFT, RIGHT, TOP, BOTTOM = 52, 10, 16, 26
 OK, BAD, NEUTRAL, AXIS, GRID = "#2e7d32", "#c62828", "#1565c0", "#666666", "#dddddd"
 
 

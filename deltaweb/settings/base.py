@@ -107,6 +107,8 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+# Files browsers ask for at the site's root (favicon.ico).
+WHITENOISE_ROOT = BASE_DIR / "deltaweb" / "root_files"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["images.api.auth.CachedBasicAuthentication"],

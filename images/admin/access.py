@@ -27,6 +27,7 @@ def accounts_field(help_text: str) -> forms.ModelMultipleChoiceField:
     return forms.ModelMultipleChoiceField(
         queryset=ProviderAccount.objects.order_by("name"),
         required=False,
+        label="Provider accounts",
         widget=FilteredSelectMultiple("provider accounts", is_stacked=False),
         help_text=help_text,
     )

@@ -37,9 +37,20 @@ HEALTH_FIELDS = (
 )
 
 
+# The overview's order: what needs a person first, what is off last.
+WORST_FIRST = (
+    console.Health.CREDENTIALS_REJECTED,
+    console.Health.FAILING,
+    console.Health.SYNCING,
+    console.Health.NEVER_SYNCED,
+    console.Health.HEALTHY,
+    console.Health.DISABLED,
+)
+
+
 def image_filters(account_id: int) -> dict[str, object]:
     """The account's visible images, as the image list's own filters."""
-    return {"account__id__exact": account_id, "missing_since__isempty": "0", "deleted_at__isempty": "0"}
+    return {"account__id__exact": account_id, "missing_since__isempty": "1", "deleted_at__isempty": "1"}
 
 
 class HealthFilter(admin.SimpleListFilter):
@@ -62,7 +73,7 @@ def counts(account) -> str:
     return format_html(
         "{} images · {} instances · {} running · {} failed operations",
         count_link(account.image_count, Image, **image_filters(pk)),
-        count_link(account.instance_count, Instance, account__id__exact=pk, missing_since__isempty="0"),
+        count_link(account.instance_count, Instance, account__id__exact=pk, missing_since__isempty="1"),
         count_link(account.running_count, Operation, account__id__exact=pk, status="active"),
         count_link(account.failed_count, Operation, account__id__exact=pk, status="FAILED"),
     )
@@ -72,7 +83,7 @@ def sync_accounts(model_admin, request, accounts) -> None:
     """Queue a sync of each account and say, per account, what happened."""
     for account in accounts:
         if not account.enabled:
-            text = f"{account.name} is disabled: enable it to sync."
+            text = f"Account {account.name} is disabled: enable it to sync."
             model_admin.message_user(request, text, messages.WARNING)
             model_admin.log(request, account, "Sync now refused: the account is disabled")
         elif sync.catalog_sync_enqueue(account_id=account.pk):
@@ -235,7 +246,9 @@ class ProviderAccountAdmin(ConsoleModelAdmin):
     @admin.display(description="Last error")
     def last_error(self, obj):
         text = obj.last_sync_error or (obj.attention_reason if obj.needs_attention else "")
-        return format_html('<span title="{}">{}</span>', text, shorten(text, 60)) if text else "–"
+        if not text:
+            return "–"
+        return format_html('<span class="dw-error" title="{}">{}</span>', text, shorten(text, 60))
 
     @admin.display(description="Images", ordering="image_count")
     def images(self, obj):
@@ -243,7 +256,7 @@ class ProviderAccountAdmin(ConsoleModelAdmin):
 
     @admin.display(description="Instances", ordering="instance_count")
     def instances(self, obj):
-        return count_link(obj.instance_count, Instance, account__id__exact=obj.pk, missing_since__isempty="0")
+        return count_link(obj.instance_count, Instance, account__id__exact=obj.pk, missing_since__isempty="1")
 
     @admin.display(description="Running ops", ordering="running_count")
     def running(self, obj):
@@ -315,7 +328,7 @@ def overview(request, model_admin) -> dict:
         health = console.account_health(account)
         rows.append(
             {
-                "order": (list(console.Health).index(health), account.name),
+                "order": (WORST_FIRST.index(health), account.name),
                 "account": account,
                 "url": change_url(account),
                 "health": model_admin.health(account),

@@ -132,7 +132,7 @@ class ImageAdmin(ReadOnlyAdmin):
                 account=image.account, user=request.user, external_id=image.external_id
             )
         except ProviderError as exc:
-            self.message_user(request, f"{image.external_id} was not deleted: {exc}", messages.ERROR)
+            self.message_user(request, f"Image {image.external_id} was not deleted: {exc}", messages.ERROR)
             self.log(request, image, f"Delete at the provider refused: {exc}")
             return None
         self.log(request, image, f"Delete at the provider requested (operation {op.pk})")
@@ -151,7 +151,7 @@ class ImageAdmin(ReadOnlyAdmin):
             self.message_user(
                 request,
                 format_html(
-                    '{} is hidden from the API; <a href="{}">operation {}</a> asks the provider to '
+                    'Image {} is hidden from the API; <a href="{}">operation {}</a> asks the provider to '
                     "delete it.",
                     image.external_id,
                     change_url(op),

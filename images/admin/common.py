@@ -76,7 +76,12 @@ def ago(moment: datetime | None):
     if moment is None:
         return "never"
     now = timezone.now()
-    text = f"in {timesince(now, moment)}" if moment > now else f"{timesince(moment, now)} ago"
+    if abs((now - moment).total_seconds()) < 60:
+        text = "just now"
+    elif moment > now:
+        text = f"in {timesince(now, moment)}"
+    else:
+        text = f"{timesince(moment, now)} ago"
     local = timezone.localtime(moment)
     return format_html(
         '<time datetime="{}" title="{}">{}</time>', moment.isoformat(), f"{local:%Y-%m-%d %H:%M:%S %Z}", text
