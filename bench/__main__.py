@@ -1,10 +1,10 @@
-"""``python -m bench [reads|sync ...]``: see bench/reads.py and bench/sync.py."""
+"""``python -m bench [reads|sync|admin ...]``: see bench/reads.py, bench/sync.py, bench/admin.py."""
 
 import sys
 
-from bench import reads, sync
+from bench import admin, reads, sync
 
-COMMANDS = {"reads": reads.main, "sync": sync.main}
+COMMANDS = {"reads": reads.main, "sync": sync.main, "admin": admin.main}
 
 if __name__ == "__main__":
     args = sys.argv[1:] or ["reads"]

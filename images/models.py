@@ -161,6 +161,16 @@ class Image(models.Model):
         indexes = [
             models.Index(fields=["account", "owner_id"], name="image_account_owner"),
             models.Index(fields=["account", "changed_version"], name="image_account_changed"),
+            # The console's date hierarchy (first/last dates without a scan).
+            models.Index(fields=["first_seen"], name="image_first_seen"),
+            # The console's architecture filter reads its values from this index.
+            models.Index(fields=["architecture"], name="image_architecture"),
+            # The console counts each account's visible images from this index alone.
+            models.Index(
+                fields=["account"],
+                condition=models.Q(missing_since__isnull=True, deleted_at__isnull=True),
+                name="image_account_visible",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -270,6 +280,8 @@ class Operation(models.Model):
         indexes = [
             models.Index(fields=["status", "next_poll_at"], name="operation_due"),
             models.Index(fields=["account", "provisional_id"], name="operation_provisional"),
+            # The console's list, newest first, and its date hierarchy: history grows forever.
+            models.Index(fields=["-created_at", "-id"], name="operation_created"),
         ]
 
     def __str__(self) -> str:
@@ -308,7 +320,10 @@ class SyncRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
-        indexes = [models.Index(fields=["account", "-started_at"], name="syncrun_account_started")]
+        indexes = [
+            models.Index(fields=["account", "-started_at"], name="syncrun_account_started"),
+            models.Index(fields=["-started_at", "-id"], name="syncrun_started"),
+        ]
 
     def __str__(self) -> str:
         return (

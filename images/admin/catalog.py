@@ -25,13 +25,16 @@ from images.admin.common import (
     changelist_url,
     human_duration,
     shorten,
+    values_filter,
 )
-from images.models import Image, Instance, Operation, SyncRun
+from images.models import Image, Instance, Operation, ProviderAccount, SyncRun
+from providers.base import RootType
 from providers.exceptions import ProviderError
 
 # A bulk delete at the provider is one provider call per image: keep it to what
 # an operator means to select by hand.
 BULK_DELETE_LIMIT = 500
+ROOT_TYPES = values_filter("root_type", "root type", tuple(t.value for t in RootType))
 
 
 class ReadOnlyAdmin(ConsoleModelAdmin):
@@ -82,17 +85,27 @@ class ImageAdmin(ReadOnlyAdmin):
     list_filter = (
         "account",
         "status",
-        "architecture",
-        "root_type",
+        values_filter("architecture", "architecture"),
+        ROOT_TYPES,
         ("missing_since", admin.EmptyFieldListFilter),
         ("deleted_at", admin.EmptyFieldListFilter),
     )
-    search_fields = ("external_id", "name", "owner_id", "account__name")
+    search_fields = ("external_id", "name")
+    search_help_text = "Part of an image's id or name, or an account's exact name"
     date_hierarchy = "first_seen"
     list_select_related = ("account",)
     readonly_fields = [*(f.name for f in Image._meta.fields), "seen"]
     inlines = [OperationInline]
     actions = ["delete_at_provider"]
+
+    def get_search_results(self, request, queryset, search_term):
+        """An account's name lists its images (by the account, not a join per row);
+        anything else matches ids and names (trigram-indexed on PostgreSQL)."""
+        term = search_term.strip()
+        accounts = list(ProviderAccount.objects.filter(name__iexact=term).values_list("pk", flat=True))
+        if term and accounts:
+            return queryset.filter(account_id__in=accounts), False
+        return super().get_search_results(request, queryset, search_term)
 
     def has_delete_permission(self, request, obj=None):
         if obj is not None and (obj.deleted_at is not None or obj.missing_since is not None):
@@ -212,7 +225,7 @@ class InstanceAdmin(ReadOnlyAdmin):
         "can_image",
         "presence",
     )
-    list_filter = ("account", "state", "root_type", ("missing_since", admin.EmptyFieldListFilter))
+    list_filter = ("account", "state", ROOT_TYPES, ("missing_since", admin.EmptyFieldListFilter))
     search_fields = ("external_id", "name", "image_id", "account__name")
     list_select_related = ("account",)
     readonly_fields = ["image", *(f.name for f in Instance._meta.fields)]

@@ -171,3 +171,60 @@ def test_changelists_never_count_the_whole_table_twice(admin_client, name):
         admin_client.get(PAGES[name])
     counts = [q["sql"] for q in ctx.captured_queries if "COUNT(" in q["sql"].upper()]
     assert len(counts) <= 1, counts  # the paginator's; no "show full result count"
+
+
+needs_postgresql = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="PostgreSQL's statistics and indexes (CI runs it)"
+)
+
+
+@needs_postgresql
+def test_an_unfiltered_big_list_shows_the_estimate_instead_of_counting(admin_client, monkeypatch):
+    from images.admin import common
+
+    monkeypatch.setattr(common, "ESTIMATE_ABOVE", 10)
+    Fleet().grow(accounts=1, per_account=40)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE images_image")
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = 'images_image'")
+        estimate = cursor.fetchone()[0]
+    with CaptureQueriesContext(connection) as ctx:
+        response = admin_client.get("/admin/images/image/")
+    assert response.context["cl"].result_count == estimate == 40
+    assert not [q for q in ctx.captured_queries if "COUNT(" in q["sql"]]
+    # a filtered list counts exactly
+    filtered = admin_client.get("/admin/images/image/?status__exact=AVAILABLE")
+    assert filtered.context["cl"].result_count == 40
+
+
+@needs_postgresql
+def test_image_search_is_trigram_indexed():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'images_image' AND indexname LIKE '%trgm'"
+        )
+        assert sorted(r[0] for r in cursor.fetchall()) == ["image_external_id_trgm", "image_name_trgm"]
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(
+            "EXPLAIN SELECT id FROM images_image WHERE UPPER(name::text) LIKE UPPER(%s)", ["%nightly%"]
+        )
+        plan = " ".join(r[0] for r in cursor.fetchall())
+    assert "image_name_trgm" in plan
+
+
+def test_the_date_drilldown_offers_the_range_between_first_and_last(admin_client):
+    fleet = Fleet()
+    fleet.grow(accounts=1, per_account=2)
+    first = timezone.make_aware(timezone.datetime(2025, 11, 3, 12))
+    Image.objects.filter(external_id="gen-1-0000").update(first_seen=first)
+    Image.objects.filter(external_id="gen-1-0001").update(first_seen=first.replace(year=2026, month=2))
+    page = admin_client.get("/admin/images/image/").content.decode()
+    assert "first_seen__year=2025" in page and "first_seen__year=2026" in page
+    year = admin_client.get("/admin/images/image/?first_seen__year=2026").content.decode()
+    assert "first_seen__month=2" in year and "first_seen__month=1&" not in year
+    assert "February 2026" in year
+    month = admin_client.get(
+        "/admin/images/image/?first_seen__year=2025&first_seen__month=11"
+    ).content.decode()
+    assert "first_seen__day=3" in month and "November 3" in month
+    assert "first_seen__year" not in admin_client.get("/admin/images/image/?q=gen").content.decode()
