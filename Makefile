@@ -38,6 +38,7 @@ lint: install
 bench: install
 	$(BIN)/python -m bench reads
 	$(BIN)/python -m bench sync $(BENCH_SYNC_ARGS)
+	$(BIN)/python -m bench admin
 
 clean:
 	rm -rf data/ .pytest_cache

@@ -15,7 +15,7 @@ from datetime import datetime
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-WIDTH, HEIGHT = 330, 160
+WIDTH, HEIGHT = 268, 160
 LEFT, RIGHT, TOP, BOTTOM = 52, 10, 16, 26
 OK, BAD, NEUTRAL, AXIS, GRID = "#2e7d32", "#c62828", "#1565c0", "#666666", "#dddddd"
 
@@ -133,6 +133,7 @@ def line_chart(
         return x, TOP + plot_h * (1 - p.value / top)
 
     coords = [xy(p) for p in points]
+    stamp = "%H:%M:%S" if start.date() == end.date() else "%m-%d %H:%M"
     line = " ".join(f"{x:.1f},{y:.1f}" for (x, y), p in zip(coords, points, strict=True) if p.ok)
     dots = format_html_join(
         "",
@@ -148,11 +149,11 @@ def line_chart(
         LEFT,
         HEIGHT - 8,
         AXIS,
-        f"{start:%Y-%m-%d %H:%M}",
+        f"{start:{stamp}}",
         WIDTH - RIGHT,
         HEIGHT - 8,
         AXIS,
-        f"{end:%Y-%m-%d %H:%M}",
+        f"{end:{stamp}}",
     )
     polyline = (
         format_html('<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>', line, NEUTRAL)

@@ -255,6 +255,14 @@ def test_an_operators_session(browser, console, stack, tmp_path):
     op.open(f"/admin/auth/user/{carol.pk}/change/")
     assert "alpha" in op.text(".field-accounts_through_groups")
 
+    # every list fits a 1400 px window (no sideways scrolling)
+    for changelist in ("provideraccount", "image", "instance", "operation", "syncrun"):
+        op.open(f"/admin/images/{changelist}/")
+        overflow = op.driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"the {changelist} list is {overflow} px too wide"
+
     # every action is in the admin history, with who did it
     op.open(f"/admin/images/provideraccount/{broken.pk}/history/")
     assert "Sync now: queued" in op.text("#change-history") and "operator" in op.text("#change-history")
