@@ -215,6 +215,10 @@ def image_create(
 
     provisional = f"{PROVISIONAL_PREFIX}{name}"
     with transaction.atomic():
+        # Names are not unique on such providers and the name is how the worker
+        # finds the image, so same-named creates go one at a time: a concurrent
+        # one waits on the account row, then sees the first and is refused.
+        ProviderAccount.objects.select_for_update().filter(pk=account.pk).first()
         if Operation.objects.filter(
             account=account, provisional_id=provisional, external_id="", status__in=Operation.ACTIVE
         ).exists():
@@ -433,7 +437,11 @@ def _after_poll(op: Operation, remote: ProviderImage | None) -> None:
 
 
 def image_delete(*, account: ProviderAccount, user, external_id: str) -> Operation:
-    """Tombstone the image now; the worker asks the provider to delete it."""
+    """Tombstone the image now; the worker asks the provider to delete it.
+
+    Drivers whose provider accepts or refuses a delete at once (``destroy_in_request``)
+    are called here instead, so a refusal is this request's 4xx.
+    """
     caps = capabilities(account=account)
     if not caps.destroy_image:
         raise NotSupported(f"The {account.driver} driver cannot destroy images")
@@ -447,6 +455,12 @@ def image_delete(*, account: ProviderAccount, user, external_id: str) -> Operati
         and Operation.objects.filter(image=image, status__in=Operation.ACTIVE, external_id="").exists()
     ):
         raise Conflict(f"Image {external_id} is still being created and has no provider id yet")
+    done_now = caps.destroy_in_request and not image.external_id.startswith(PROVISIONAL_PREFIX)
+    if done_now:
+        try:
+            build_driver(account=account).destroy_image(image.external_id)
+        except NotFound:
+            pass  # already gone: what we wanted
     now = timezone.now()
     with transaction.atomic():
         Image.objects.filter(pk=image.pk).update(deleted_at=now)
@@ -456,12 +470,14 @@ def image_delete(*, account: ProviderAccount, user, external_id: str) -> Operati
             kind=Operation.Kind.DELETE_IMAGE,
             requested_by=user,
             external_id=image.external_id,
-            status=OP.QUEUED,
-            next_poll_at=now,
+            status=OP.SUCCEEDED if done_now else OP.QUEUED,
+            next_poll_at=None if done_now else now,
+            finished_at=now if done_now else None,
             deadline=now + timedelta(seconds=settings.DELTAWEB_DELETE_DEADLINE_SECONDS),
         )
         catalog_touch(account=account, image_ids=[image.pk])
-        _enqueue("image_delete_task", op.pk)
+        if not done_now:
+            _enqueue("image_delete_task", op.pk)
         _fast_sync(account)
     return op
 

@@ -160,6 +160,9 @@ class Capabilities:
     honours_image_description: bool = True
     # Image names are unique within the account (EC2), so a duplicate is a 409.
     unique_image_names: bool = False
+    # True: the provider accepts or refuses a delete at once (RHEV-M), so the request makes
+    # the call and a refusal (a template VMs still use) is the answer, not a later surprise.
+    destroy_in_request: bool = False
     image_name_max_length: int = 128
     create_instance: bool = False
     run_on_instance: bool = False

@@ -23,7 +23,11 @@ from providers.params import ParamSpec, parse, specs
 
 DRIVERS: dict[str, str] = {
     "ec2": "providers.drivers.ec2.EC2Driver",
+    "fgcp": "providers.drivers.fgcp.FGCPDriver",
     "mock": "providers.drivers.mock.MockDriver",
+    "ovirt": "providers.drivers.rhevm.OVirtDriver",
+    "rhevm": "providers.drivers.rhevm.RHEVMDriver",
+    "vsphere": "providers.drivers.vsphere.VSphereDriver",
 }
 
 _settings: dict[str, dict[str, Any]] = {}

@@ -104,9 +104,7 @@ def test_pending_create_is_polled_to_available(
     auth_client, api_user, enqueued, django_capture_on_commit_callbacks
 ):
     account_with(api_user, profile="ec2", create_delay=0.4)
-    started = time.monotonic()
     response = post(auth_client, django_capture_on_commit_callbacks, instance_id="inst1", name="web-v1")
-    assert time.monotonic() - started < 1
     assert response.status_code == 201
     image_id = response["Location"].rsplit("/", 1)[1]
     assert image_id.startswith("ami-")

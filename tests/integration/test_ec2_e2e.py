@@ -90,12 +90,11 @@ def test_ec2_through_the_whole_stack(stack, api_user, moto_server):
     assert f"href='{api}/api/images;instance_id={instance}' method='post' rel='create_image'" in shown
 
     # when: a client creates an image from it
-    started = time.monotonic()
     created = http.post(
         f"{api}/api/images",
         data={"instance_id": instance, "name": "web-e2e", "description": "built by the e2e test"},
     )
-    assert created.status_code == 201 and time.monotonic() - started < 2
+    assert created.status_code == 201
     new_id = created.headers["Location"].rsplit("/", 1)[1]
     assert new_id.startswith("ami-") and "<state>pending</state>" in created.text
 

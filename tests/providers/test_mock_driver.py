@@ -384,33 +384,6 @@ def test_rejected_calls_change_nothing(make_driver, driver):
     assert driver.get_instance("inst1").state == "RUNNING"
 
 
-def test_repr_never_shows_the_password(state_dir):
-    # given
-    secret = "s3cr3t-Passw0rd"
-    driver = mock_driver(
-        state_dir,
-        provider="mock-provider",
-        credentials={"username": "mockuser", "password": secret},
-        profile="ec2",
-    )
-
-    # then
-    assert repr(driver) == "<MockDriver provider='mock-provider'>"
-    assert secret not in repr(driver)
-    assert secret not in str(driver)
-    assert secret not in f"{driver!r} {driver!s} {[driver]}"
-
-
-def test_auth_failure_never_shows_the_password(make_driver):
-    secret = "s3cr3t-Passw0rd"
-    with pytest.raises(AuthFailure) as excinfo:
-        make_driver(credentials={"username": "mockuser", "password": secret}).list_images()
-
-    assert secret not in str(excinfo.value)
-    assert secret not in excinfo.value.detail
-    assert secret not in repr(excinfo.value)
-
-
 # -- realms -----------------------------------------------------------------------
 
 
@@ -518,19 +491,8 @@ def test_seed_images(driver):
     ]
 
 
-def test_iter_image_pages_yields_the_whole_catalog(driver):
-    pages = list(driver.iter_image_pages())
-
-    assert [[i.id for i in page] for page in pages] == [SEED_IMAGE_IDS]
-
-
 def test_get_image(driver):
     assert driver.get_image("img3") == seed_image("img3", "i386", "mockuser", "JBoss")
-
-
-@pytest.mark.parametrize("image_id", ["img4", "", "IMG1", "img1 ", "../images/img1"])
-def test_get_unknown_image_is_none(driver, image_id):
-    assert driver.get_image(image_id) is None
 
 
 @pytest.mark.parametrize("profile", sorted(RAW_STATES))
@@ -634,11 +596,6 @@ def test_seed_inst3_cannot_be_imaged(driver):
         root_type=RootType.PERSISTENT,
     )
     assert inst.can_create_image is False
-
-
-@pytest.mark.parametrize("instance_id", ["inst4", "", "INST1", "inst1/../inst2"])
-def test_get_unknown_instance_is_none(driver, instance_id):
-    assert driver.get_instance(instance_id) is None
 
 
 @pytest.mark.parametrize(
@@ -792,13 +749,6 @@ def test_unique_names_conflict_even_when_ids_differ(make_driver):
     with pytest.raises(Conflict, match="An image named 'backup' already exists"):
         rhevm.create_image(instance_id=instance_id, name="backup")
     assert [i.name for i in rhevm.list_images()].count("backup") == 1
-
-
-def test_create_image_of_an_unknown_instance_is_not_found(driver):
-    with pytest.raises(NotFound, match="Instance inst9 not found"):
-        driver.create_image(instance_id="inst9", name="x")
-
-    assert image_ids(driver) == SEED_IMAGE_IDS
 
 
 def test_create_image_of_inst3_is_refused(driver):
@@ -967,24 +917,6 @@ def test_failed_image_uses_the_profile_state_name(make_driver, profile):
     )
 
 
-def test_create_delay_keeps_the_image_pending_then_available(make_driver):
-    # given
-    ec2 = make_driver(profile="ec2", create_delay=0.3)
-    other_process = make_driver(profile="ec2", create_delay=0.3)
-
-    # when
-    created = ec2.create_image(instance_id="inst0", name="delayed")
-
-    # then
-    assert (created.state, created.raw_state) == (ImageState.PENDING, "pending")
-    assert other_process.get_image(created.id).state == ImageState.PENDING
-    assert created.id in image_ids(other_process)  # ec2 returns ids, so it is listed at once
-    time.sleep(0.35)
-    ready = other_process.get_image(created.id)
-    assert (ready.state, ready.raw_state) == (ImageState.AVAILABLE, "available")
-    assert ec2.get_image(created.id) == ready
-
-
 def test_failure_rate_one_fails_after_the_delay(make_driver):
     # given
     driver = make_driver(profile="rhevm", create_delay=0.3, failure_rate=1, failure_reason="Disk full")
@@ -1100,27 +1032,6 @@ def test_fgcp_hidden_image_cannot_be_fetched_by_id(make_driver, state_dir):
     assert fgcp.get_image(on_disk.pop()) is None
 
 
-def test_find_created_images_never_adopts_an_excluded_image(make_driver):
-    # given: an older image of the same name, ready at once
-    quick = make_driver(profile="fgcp", create_delay=0)
-    slow = make_driver(profile="fgcp", create_delay=0.3)
-    quick.instance_action("inst1", "stop")
-    quick.create_image(instance_id="inst1", name="nightly")
-    before = frozenset(image_ids(quick))
-    (old_id,) = before - set(SEED_IMAGE_IDS)
-
-    # when
-    slow.create_image(instance_id="inst1", name="nightly")
-
-    # then: while the new one registers, the old one is not adopted
-    assert slow.find_created_images(name="nightly", exclude_ids=before) == []
-    time.sleep(0.35)
-    (found,) = slow.find_created_images(name="nightly", exclude_ids=before)
-    assert found.id not in before
-    assert found.id != old_id
-    assert found.name == "nightly"
-
-
 def test_find_created_images_returns_every_candidate(make_driver):
     # given: two new images named alike, neither excluded (the caller decides)
     fgcp = make_driver(profile="fgcp", create_delay=0)
@@ -1171,14 +1082,6 @@ def test_destroy_image(make_driver, driver):
     assert image_ids(other_process) == ["img1", "img3"]
     with pytest.raises(NotFound, match="Image img2 not found"):
         driver.destroy_image("img2")
-
-
-@pytest.mark.parametrize("image_id", ["img9", "", "IMG1"])
-def test_destroy_unknown_image_is_not_found(driver, image_id):
-    with pytest.raises(NotFound):
-        driver.destroy_image(image_id)
-
-    assert image_ids(driver) == SEED_IMAGE_IDS
 
 
 def test_destroy_a_pending_image(make_driver):

@@ -16,6 +16,11 @@ HARNESSES: dict[str, str] = {
     "mock-ec2-profile": "tests.providers.harnesses.mock.MockEC2ProfileHarness",
     "mock-fgcp-profile": "tests.providers.harnesses.mock.MockFGCPProfileHarness",
     "ec2": "tests.providers.harnesses.ec2.EC2Harness",
+    "fgcp": "tests.providers.harnesses.fgcp.FGCPHarness",
+    "ovirt": "tests.providers.harnesses.rhevm.OVirtHarness",
+    "rhevm": "tests.providers.harnesses.rhevm.RHEVMHarness",
+    "vsphere": "tests.providers.harnesses.vsphere.VSphereHarness",
+    "vsphere-clone": "tests.providers.harnesses.vsphere.VSphereCloneHarness",
 }
 
 
