@@ -60,12 +60,24 @@ class Operator:
     def find_all(self, css: str):
         return self.driver.find_elements(self.by.CSS_SELECTOR, css)
 
-    def click(self, css: str) -> None:
-        self.find(css).click()
-        self._collect_console()
+    def click(self, css: str, navigates: bool = True) -> None:
+        self._press(self.find(css), navigates)
 
     def click_link(self, text: str) -> None:
-        self.driver.find_element(self.by.LINK_TEXT, text).click()
+        self._press(self.driver.find_element(self.by.LINK_TEXT, text), True)
+
+    def click_nth(self, css: str, index: int) -> None:
+        self._press(self.find_all(css)[index], True)
+
+    def _press(self, element, navigates: bool) -> None:
+        """Click, and when it loads a page wait for that page (a loaded machine is slow)."""
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        before = self.find("html")
+        element.click()
+        if navigates:
+            WebDriverWait(self.driver, 60).until(expected_conditions.staleness_of(before))
         self._collect_console()
 
     def text(self, css: str = "body") -> str:
@@ -221,7 +233,7 @@ def test_an_operators_session(browser, console, stack, tmp_path):
         assert api(console, "operator", PASSWORD, "POST", f"/api/instances/{instance}/stop", "rhev").ok
         assert api(console, "operator", PASSWORD, "DELETE", f"/api/instances/{instance}", "rhev").ok
     op.open(f"/admin/images/provideraccount/{rhev.pk}/change/")
-    op.find_all(".field-counts a")[3].click()  # failed operations
+    op.click_nth(".field-counts a", 3)  # failed operations
     op.click_link(str(refused.pk))
     assert "Template is being used" in op.text(".field-last_error")
     op.click("#retry-operation")
@@ -231,7 +243,7 @@ def test_an_operators_session(browser, console, stack, tmp_path):
 
     # cancel the running create: final state at once, and the worker leaves it so
     op.open(f"/admin/images/provideraccount/{slow.pk}/change/")
-    op.find_all(".field-counts a")[2].click()  # running operations
+    op.click_nth(".field-counts a", 2)  # running operations
     op.click_link(str(creating.pk))
     op.click("#cancel-operation")
     assert f"Operation {creating.pk} cancelled" in op.messages()
@@ -247,7 +259,7 @@ def test_an_operators_session(browser, console, stack, tmp_path):
     from selenium.webdriver.support.ui import Select
 
     Select(op.find("#id_provider_accounts_from")).select_by_visible_text(str(alpha))
-    op.click("#id_provider_accounts_add")
+    op.click("#id_provider_accounts_add", navigates=False)
     op.click("input[name=_save]")
     assert "was changed successfully" in op.messages()
     listing = api(console, "carol", "carol-pw-123", "GET", "/api/images")
