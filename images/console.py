@@ -93,7 +93,7 @@ def _count(model, **filters) -> Coalesce:
         model.objects.filter(account=OuterRef("pk"), **filters)
         .order_by()
         .values("account")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("*"))  # COUNT(*), not COUNT(id): answered from the index alone
         .values("n")
     )
     return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
