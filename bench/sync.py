@@ -76,11 +76,12 @@ def start_moto(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
-def timed_sync(env: dict[str, str], account: str) -> tuple[float, int, str]:
-    """(seconds, peak RSS in MiB, command output) of one sync in its own process."""
+def timed_sync(env: dict[str, str], *args: str) -> tuple[float, int, str]:
+    """(seconds, peak RSS in MiB, command output) of one sync in its own process;
+    ``args`` are sync_catalog's (options, then the account)."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "sync_catalog", account],
+        [sys.executable, "manage.py", "sync_catalog", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -204,6 +205,9 @@ def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench sync")
     parser.add_argument("--amis", type=int, default=100_000)
     parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument(
+        "--os-images", default="1000,100000", help="OpenStack catalog sizes (bench/sync_openstack.py)"
+    )
     opts = parser.parse_args(args)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -224,6 +228,11 @@ def main(args: list[str]) -> None:
         report += scenario(
             "generated catalog", {**os.environ, "MOTO_AMIS_PATH": str(catalog)}, env, opts.page_size
         )
+        from bench import sync_openstack
+
+        openstack = sync_openstack.report(env, sync_openstack.sizes(opts.os_images), opts.page_size)
     engine = "PostgreSQL" if db.startswith("postgres") else "SQLite"
     print(f"\nEC2 sync through moto's server, {engine}\n")
     print("\n".join(report))
+    print(f"\nOpenStack sync through the fake cloud (tests/fakes/openstack), {engine}\n")
+    print("\n".join(openstack))

@@ -277,8 +277,12 @@ def _save(op: Operation, **fields) -> bool:
     return bool(Operation.objects.filter(pk=op.pk, status__in=Operation.ACTIVE).update(**fields))
 
 
-def _schedule_next(op: Operation, error: str = "") -> None:
-    """Poll again later, or fail the operation once its deadline has passed."""
+def _schedule_next(op: Operation, error: str = "", *, retry_after: float | None = None) -> None:
+    """Poll again later, or fail the operation once its deadline has passed.
+
+    ``retry_after`` is how long the provider asked us to wait (HTTP
+    Retry-After on a 413/429): the next attempt is never sooner.
+    """
     now = timezone.now()
     if now >= op.deadline:
         reason = f"Gave up after the deadline ({op.attempts} attempts)"
@@ -286,7 +290,7 @@ def _schedule_next(op: Operation, error: str = "") -> None:
             reason += f"; last error: {error or op.last_error}"
         _finish(op, OP.FAILED, reason)
         return
-    delay = _backoff(op.attempts)
+    delay = max(_backoff(op.attempts), retry_after or 0)
     with transaction.atomic():
         if _save(
             op,
@@ -352,7 +356,7 @@ def image_create_run(*, op: Operation) -> None:
     except ProviderError as exc:
         if exc.retryable:
             _save(op, status=OP.QUEUED)
-            _schedule_next(op, str(exc))
+            _schedule_next(op, str(exc), retry_after=exc.retry_after)
         else:
             _finish(op, OP.FAILED, str(exc))
         return
@@ -414,7 +418,7 @@ def image_poll_run(*, op: Operation) -> None:
     except ProviderError as exc:
         if isinstance(exc, AuthFailure):
             account_flag(account=op.account, reason=f"The provider rejected the stored credentials: {exc}")
-        _schedule_next(op, f"{type(exc).__name__}: {exc}")
+        _schedule_next(op, f"{type(exc).__name__}: {exc}", retry_after=exc.retry_after)
         return
     _after_poll(op, remote)
 
@@ -493,7 +497,7 @@ def image_delete_run(*, op: Operation) -> None:
     except ProviderError as exc:
         if exc.retryable:
             _save(op, status=OP.QUEUED)
-            _schedule_next(op, f"{type(exc).__name__}: {exc}")
+            _schedule_next(op, f"{type(exc).__name__}: {exc}", retry_after=exc.retry_after)
         else:
             _finish(op, OP.FAILED, str(exc))
         return

@@ -269,8 +269,10 @@ def _record_failure(account: ProviderAccount, run: SyncRun, exc: ProviderError, 
         consecutive_failures=F("consecutive_failures") + 1,
         needs_attention=isinstance(exc, AuthFailure) or failures >= FLAG_AFTER_FAILURES,
         attention_reason=f"Sync failed {failures} time(s) in a row: {error}",
-        # Back off: a failing account is retried later than a healthy one.
-        next_sync_at=now + timedelta(seconds=min(account.sync_interval * failures, 3600)),
+        # Back off: a failing account is retried later than a healthy one, and
+        # never sooner than a throttling provider asked (Retry-After).
+        next_sync_at=now
+        + timedelta(seconds=max(min(account.sync_interval * failures, 3600), exc.retry_after or 0)),
     )
     SyncRun.objects.filter(pk=run.pk).update(
         kind=run.kind, outcome=SyncRun.Outcome.FAILED, finished_at=now, duration=duration, error=error

@@ -25,7 +25,9 @@ DRIVERS: dict[str, str] = {
     "ec2": "providers.drivers.ec2.EC2Driver",
     "fgcp": "providers.drivers.fgcp.FGCPDriver",
     "mock": "providers.drivers.mock.MockDriver",
+    "openstack": "providers.drivers.openstack.OpenStackDriver",
     "ovirt": "providers.drivers.rhevm.OVirtDriver",
+    "rackspace": "providers.drivers.rackspace.RackspaceDriver",
     "rhevm": "providers.drivers.rhevm.RHEVMDriver",
     "vsphere": "providers.drivers.vsphere.VSphereDriver",
 }

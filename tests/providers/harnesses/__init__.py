@@ -17,6 +17,8 @@ HARNESSES: dict[str, str] = {
     "mock-fgcp-profile": "tests.providers.harnesses.mock.MockFGCPProfileHarness",
     "ec2": "tests.providers.harnesses.ec2.EC2Harness",
     "fgcp": "tests.providers.harnesses.fgcp.FGCPHarness",
+    "openstack": "tests.providers.harnesses.openstack.OpenStackHarness",
+    "rackspace": "tests.providers.harnesses.openstack.RackspaceHarness",
     "ovirt": "tests.providers.harnesses.rhevm.OVirtHarness",
     "rhevm": "tests.providers.harnesses.rhevm.RHEVMHarness",
     "vsphere": "tests.providers.harnesses.vsphere.VSphereHarness",
