@@ -18,8 +18,9 @@ install: $(BIN)/.installed
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
-# API on http://127.0.0.1:$(PORT), a Celery worker and beat; Ctrl-C stops all.
+# API and console on http://127.0.0.1:$(PORT), Celery workers and beat; Ctrl-C stops all.
 run: migrate
+	$(BIN)/python manage.py collectstatic --noinput -v 0
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py runstack --port $(PORT)
 
@@ -37,6 +38,7 @@ lint: install
 bench: install
 	$(BIN)/python -m bench reads
 	$(BIN)/python -m bench sync $(BENCH_SYNC_ARGS)
+	$(BIN)/python -m bench admin
 
 clean:
 	rm -rf data/ .pytest_cache

@@ -1,11 +1,16 @@
-"""``python -m bench [reads|sync|sync-openstack ...]``: see bench/reads.py, bench/sync.py
-and bench/sync_openstack.py."""
+"""``python -m bench [reads|sync|sync-openstack|admin ...]``: see bench/reads.py, bench/sync.py,
+bench/sync_openstack.py and bench/admin.py."""
 
 import sys
 
-from bench import reads, sync, sync_openstack
+from bench import admin, reads, sync, sync_openstack
 
-COMMANDS = {"reads": reads.main, "sync": sync.main, "sync-openstack": sync_openstack.main}
+COMMANDS = {
+    "reads": reads.main,
+    "sync": sync.main,
+    "sync-openstack": sync_openstack.main,
+    "admin": admin.main,
+}
 
 if __name__ == "__main__":
     args = sys.argv[1:] or ["reads"]

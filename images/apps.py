@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 from django.core.signals import setting_changed
 
 
@@ -27,3 +28,11 @@ class ImagesConfig(AppConfig):
         configure_drivers()
         # Tests override the storage per test; drivers must follow.
         setting_changed.connect(configure_drivers, dispatch_uid="deltaweb-configure-drivers")
+
+
+class ConsoleAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with the console's site (the fleet overview) as the default site."""
+
+    default = False  # not the images app's config: INSTALLED_APPS names it explicitly
+
+    default_site = "images.admin_site.ConsoleSite"

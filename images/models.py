@@ -189,6 +189,16 @@ class Image(models.Model):
                 name="image_account_missing",
                 condition=models.Q(missing_since__isnull=False),
             ),
+            # The console's date hierarchy (first/last dates without a scan).
+            models.Index(fields=["first_seen"], name="image_first_seen"),
+            # The console's architecture filter reads its values from this index.
+            models.Index(fields=["architecture"], name="image_architecture"),
+            # The console counts each account's visible images from this index alone.
+            models.Index(
+                fields=["account"],
+                condition=models.Q(missing_since__isnull=True, deleted_at__isnull=True),
+                name="image_account_visible",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -258,8 +268,11 @@ class Operation(models.Model):
         POLLING = "POLLING"  # waiting for the provider to finish
         SUCCEEDED = "SUCCEEDED"
         FAILED = "FAILED"
+        CANCELLED = "CANCELLED"  # an operator stopped it; the worker leaves it alone
 
     ACTIVE = (Status.QUEUED, Status.CALLING, Status.POLLING)
+    # What an operator may retry: a new operation repeats the request.
+    RETRYABLE = (Status.FAILED, Status.CANCELLED)
 
     account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="operations")
     image = models.ForeignKey(
@@ -279,6 +292,10 @@ class Operation(models.Model):
     provisional_id = models.CharField(max_length=255, blank=True)
     # Images with the create's name that existed before it: never adopted.
     preexisting_ids = models.JSONField(default=list, blank=True)
+    # An operator's retry repeats a failed or cancelled operation as a new one.
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
     attempts = models.PositiveIntegerField(default=0)
     next_poll_at = models.DateTimeField(null=True, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
@@ -293,6 +310,8 @@ class Operation(models.Model):
         indexes = [
             models.Index(fields=["status", "next_poll_at"], name="operation_due"),
             models.Index(fields=["account", "provisional_id"], name="operation_provisional"),
+            # The console's list, newest first, and its date hierarchy: history grows forever.
+            models.Index(fields=["-created_at", "-id"], name="operation_created"),
         ]
 
     def __str__(self) -> str:
@@ -331,7 +350,10 @@ class SyncRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
-        indexes = [models.Index(fields=["account", "-started_at"], name="syncrun_account_started")]
+        indexes = [
+            models.Index(fields=["account", "-started_at"], name="syncrun_account_started"),
+            models.Index(fields=["-started_at", "-id"], name="syncrun_started"),
+        ]
 
     def __str__(self) -> str:
         return (

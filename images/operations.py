@@ -268,11 +268,13 @@ def operation_claim(*, operation_id: int) -> Operation | None:
     return op
 
 
-def _save(op: Operation, **fields) -> None:
+def _save(op: Operation, **fields) -> bool:
+    """Write the worker's progress; False when an operator cancelled the operation
+    meanwhile (``operation_control.operation_cancel``): its late writes are dropped."""
     for key, value in fields.items():
         setattr(op, key, value)
     fields["updated_at"] = timezone.now()
-    Operation.objects.filter(pk=op.pk).update(**fields)
+    return bool(Operation.objects.filter(pk=op.pk, status__in=Operation.ACTIVE).update(**fields))
 
 
 def _schedule_next(op: Operation, error: str = "", *, retry_after: float | None = None) -> None:
@@ -290,19 +292,24 @@ def _schedule_next(op: Operation, error: str = "", *, retry_after: float | None 
         return
     delay = max(_backoff(op.attempts), retry_after or 0)
     with transaction.atomic():
-        _save(
+        if _save(
             op,
             next_poll_at=now + timedelta(seconds=delay),
             claimed_until=None,
             last_error=error or op.last_error,
-        )
-        _enqueue(_task_for(op), op.pk, countdown=delay)
+        ):
+            _enqueue(_task_for(op), op.pk, countdown=delay)
 
 
 def _finish(op: Operation, status: str, reason: str = "") -> None:
     now = timezone.now()
     with transaction.atomic():
-        _save(op, status=status, last_error=reason, finished_at=now, claimed_until=None, next_poll_at=None)
+        finished = _save(
+            op, status=status, last_error=reason, finished_at=now, claimed_until=None, next_poll_at=None
+        )
+        if not finished:
+            logger.info("operation %s was cancelled; the worker's %s is dropped", op.pk, status)
+            return
         if op.image_id is None:
             return
         if op.kind == Operation.Kind.CREATE_IMAGE and status == OP.FAILED:
@@ -338,7 +345,8 @@ def image_create_run(*, op: Operation) -> None:
         {i.id for i in driver.find_created_images(name=op.name, exclude_ids=frozenset())}
         | set(Image.objects.filter(account=op.account, name=op.name).values_list("external_id", flat=True))
     )
-    _save(op, status=OP.CALLING, preexisting_ids=preexisting)
+    if not _save(op, status=OP.CALLING, preexisting_ids=preexisting):
+        return  # cancelled before the provider was called
     try:
         remote = driver.create_image(instance_id=op.instance_id, name=op.name, description=op.description)
     except ProviderTimeout as exc:
@@ -416,6 +424,8 @@ def image_poll_run(*, op: Operation) -> None:
 
 
 def _after_poll(op: Operation, remote: ProviderImage | None) -> None:
+    if not Operation.objects.filter(pk=op.pk, status__in=Operation.ACTIVE).exists():
+        return  # cancelled during this look: the image keeps the operator's final state
     if remote is not None:
         image_store(account=op.account, image=remote, resurrect=False)
         if remote.state.terminal:
@@ -478,7 +488,8 @@ def image_delete(*, account: ProviderAccount, user, external_id: str) -> Operati
 
 def image_delete_run(*, op: Operation) -> None:
     driver = build_driver(account=op.account)
-    _save(op, status=OP.CALLING)
+    if not _save(op, status=OP.CALLING):
+        return  # cancelled before the provider was called
     try:
         driver.destroy_image(op.external_id)
     except NotFound:

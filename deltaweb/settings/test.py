@@ -32,3 +32,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(
     CELERY_BROKER_URL, DATA_DIR / f"test-broker-{TEST_RUN}"
 )
+# Pages render without a collectstatic first; tests/test_static.py builds the
+# manifest storage the other settings use, and the browser tests run on it.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# WhiteNoise serves the apps' static files straight from their folders.
+STATIC_ROOT = DATA_DIR / "test-static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = True

@@ -153,8 +153,9 @@ class Stack:
         proc.wait_for(" ready.")
         return proc
 
-    def web(self) -> str:
-        """The API in gunicorn, as deployed; returns its base URL."""
+    def web(self, **env: str) -> str:
+        """The API in gunicorn, as deployed; returns its base URL. ``env``
+        adds to the processes' environment (another settings module...)."""
         port = free_port()
         proc = Process(
             "web",
@@ -168,7 +169,7 @@ class Stack:
                 "2",
                 "deltaweb.wsgi",
             ],
-            self.env,
+            {**self.env, **env},
             self.tmp / "web.log",
         )
         self.processes.append(proc)
