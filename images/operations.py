@@ -217,10 +217,11 @@ def image_create(
     with transaction.atomic():
         # Names are not unique on such providers and the name is how the worker
         # finds the image, so same-named creates go one at a time: a concurrent
-        # one waits on the account row, then sees the first and is refused.
+        # one waits on the account row, then sees the first and is refused, also
+        # once the worker has found the first image but it is not ready yet.
         ProviderAccount.objects.select_for_update().filter(pk=account.pk).first()
         if Operation.objects.filter(
-            account=account, provisional_id=provisional, external_id="", status__in=Operation.ACTIVE
+            account=account, provisional_id=provisional, status__in=Operation.ACTIVE
         ).exists():
             raise Conflict(f"An image named '{name}' is already being created")
         # A failed earlier attempt with the same name leaves its placeholder.
