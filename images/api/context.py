@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from images.api.serializers import Urls
+from images.api.representations.markup import Urls
 from images.models import ProviderAccount
 from images.services import NoAccount, UnknownDriver, account_resolve
 from providers.base import Driver
