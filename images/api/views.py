@@ -8,6 +8,8 @@ version; writes and provider calls go through ``images.operations`` and
 
 from __future__ import annotations
 
+import contextlib
+
 from django.conf import settings
 from django.http import HttpResponseRedirect
 from rest_framework.decorators import action
@@ -24,6 +26,7 @@ from images.api.representations.images import IMAGES
 from images.api.representations.instances import INSTANCES, RUN, InstanceOptions
 from images.api.representations.realms import REALMS
 from images.rows import ImageRow, InstanceRow
+from providers.exceptions import ProviderError
 from providers.registry import driver_names, get_driver
 
 
@@ -111,7 +114,13 @@ class ImageViewSet(DeltacloudViewSet):
         )
         row = selectors.image_row(account=account, external_id=image.external_id)
         can_destroy = services.capabilities(account=account).destroy_image
+        # The 201 shows the image as the create call answered (the real server's bytes) ...
         body = IMAGES.member(self.fmt, row, self.env(can_destroy))
+        if row.hardware_profiles is None and not image.external_id.startswith(operations.PROVISIONAL_PREFIX):
+            # ... and the cached row is completed by one read of the image, so
+            # list and show carry its hardware profiles at once, not after a sync.
+            with contextlib.suppress(ProviderError):
+                services.image_lookup(account=account, external_id=image.external_id)
         return self.created(self.urls.member("images", image.external_id), body)
 
     def destroy(self, request, id=None):
