@@ -90,42 +90,34 @@ def _after(marker_value, marker_id: str, sort: Sort) -> Q:
 
 
 def _page(
-    visible: QuerySet, every: QuerySet, sort: Sort, limit: int, marker: str | None, fields
+    visible: QuerySet, every: QuerySet, sort: Sort, limit: int, marker: str | None, row: type
 ) -> tuple[list, bool]:
+    """One keyset page of ``visible`` and whether more follow; the marker is
+    looked up among ``every`` row of the account (it may have vanished meanwhile)."""
     if marker is not None:
-        # Among all rows of the account: a marker that vanished meanwhile still has its place.
         found = list(every.filter(external_id=marker).values_list(sort.column, flat=True)[:1])
         if not found:
             raise UnknownMarker(marker)
         visible = visible.filter(_after(found[0], marker, sort))
-    rows = list(visible.order_by(*sort.order()).values_list(*fields)[: limit + 1])
-    return rows[:limit], len(rows) > limit
+    rows = list(visible.order_by(*sort.order()).values_list(*row._fields)[: limit + 1])
+    return [row._make(r) for r in rows[:limit]], len(rows) > limit
+
+
+def _stream(visible: QuerySet, sort: Sort, row: type) -> Iterator:
+    """The whole list, read from a server-side cursor a chunk at a time."""
+    rows = visible.order_by(*sort.order()).values_list(*row._fields)
+    return (row._make(r) for r in rows.iterator(chunk_size=STREAM_CHUNK))
 
 
 def image_rows(*, account: ProviderAccount, filters: Filters = (), sort: Sort = Sort()) -> Iterator[ImageRow]:
-    """The whole filtered list, streamed from a server-side cursor."""
-    rows = (
-        _visible_images(account)
-        .filter(image_q(filters))
-        .order_by(*sort.order())
-        .values_list(*IMAGE_ROW_FIELDS)
-    )
-    return (ImageRow._make(r) for r in rows.iterator(chunk_size=STREAM_CHUNK))
+    return _stream(_visible_images(account).filter(image_q(filters)), sort, ImageRow)
 
 
 def image_page(
     *, account: ProviderAccount, filters: Filters, sort: Sort, limit: int, marker: str | None
 ) -> tuple[list[ImageRow], bool]:
-    """One keyset page and whether more follow."""
-    rows, more = _page(
-        _visible_images(account).filter(image_q(filters)),
-        Image.objects.filter(account=account),
-        sort,
-        limit,
-        marker,
-        IMAGE_ROW_FIELDS,
-    )
-    return [ImageRow._make(r) for r in rows], more
+    every = Image.objects.filter(account=account)
+    return _page(_visible_images(account).filter(image_q(filters)), every, sort, limit, marker, ImageRow)
 
 
 def image_row(*, account: ProviderAccount, external_id: str) -> ImageRow | None:
@@ -152,27 +144,16 @@ def _visible_instances(account: ProviderAccount) -> QuerySet:
 def instance_rows(
     *, account: ProviderAccount, filters: Filters = (), sort: Sort = Sort()
 ) -> Iterator[InstanceRow]:
-    rows = (
-        _visible_instances(account)
-        .filter(_instance_q(filters))
-        .order_by(*sort.order())
-        .values_list(*INSTANCE_ROW_FIELDS)
-    )
-    return (InstanceRow._make(r) for r in rows.iterator(chunk_size=STREAM_CHUNK))
+    return _stream(_visible_instances(account).filter(_instance_q(filters)), sort, InstanceRow)
 
 
 def instance_page(
     *, account: ProviderAccount, filters: Filters, sort: Sort, limit: int, marker: str | None
 ) -> tuple[list[InstanceRow], bool]:
-    rows, more = _page(
-        _visible_instances(account).filter(_instance_q(filters)),
-        Instance.objects.filter(account=account),
-        sort,
-        limit,
-        marker,
-        INSTANCE_ROW_FIELDS,
+    every = Instance.objects.filter(account=account)
+    return _page(
+        _visible_instances(account).filter(_instance_q(filters)), every, sort, limit, marker, InstanceRow
     )
-    return [InstanceRow._make(r) for r in rows], more
 
 
 def instance_row(*, account: ProviderAccount, external_id: str) -> InstanceRow | None:

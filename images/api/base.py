@@ -179,23 +179,31 @@ class DeltacloudViewSet(viewsets.ViewSet):
     def collection(
         self,
         rep: Representation,
-        *,
-        rows: Callable[[selectors.Sort], Iterable[Any]],
-        page: Callable[[Paging], tuple[list[Any], bool]],
-        paging: Paging,
+        rows: Callable[..., Iterable[Any]],
+        page: Callable[..., tuple[list[Any], bool]],
+        sorts: dict[str, str],
+        filters: selectors.Filters,
         options: Any = None,
-        key: tuple = (),
-        headers: dict[str, str] | None = None,
     ) -> HttpResponse:
-        """The whole list (streamed when big), or one keyset page with its next link."""
-        env = self.env(options)
-        key = self.cache_key(*key, paging)
+        """The account's whole list (streamed when big), or one keyset page with its
+        next link. ``rows`` and ``page`` are the resource's selectors."""
+        account, env, headers = self.ctx.account, self.env(options), self.freshness()
+        paging = parse_paging(self.request.query_params, sorts)
+        key = self.cache_key(filters, options, paging)
         if paging.limit is None:
-            return self._whole(rep, env, key, lambda: rows(paging.sort), headers)
+            return self._whole(
+                rep, env, key, lambda: rows(account=account, filters=filters, sort=paging.sort), headers
+            )
 
         def render() -> Document:
             try:
-                items, more = page(paging)
+                items, more = page(
+                    account=account,
+                    filters=filters,
+                    sort=paging.sort,
+                    limit=paging.limit,
+                    marker=paging.marker,
+                )
             except selectors.UnknownMarker:
                 raise ApiError(400, f"Unknown marker '{paging.marker}'") from None
             link = self.next_url(marker=items[-1].external_id, limit=str(paging.limit)) if more else None

@@ -16,7 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 
 from images import operations, selectors, services
-from images.api.base import DeltacloudViewSet, parse_paging
+from images.api.base import DeltacloudViewSet
 from images.api.changes import changes_response
 from images.api.exceptions import ApiError
 from images.api.representations.drivers import DRIVERS, INSTANCE_STATES
@@ -72,15 +72,7 @@ class ImageViewSet(DeltacloudViewSet):
         if "changes_since" in request.query_params:
             return changes_response(self, filters, can_destroy)
         return self.collection(
-            IMAGES,
-            rows=lambda sort: selectors.image_rows(account=account, filters=filters, sort=sort),
-            page=lambda p: selectors.image_page(
-                account=account, filters=filters, sort=p.sort, limit=p.limit, marker=p.marker
-            ),
-            paging=parse_paging(request.query_params, selectors.IMAGE_SORTS),
-            options=can_destroy,
-            key=(filters, can_destroy),
-            headers=self.freshness(),
+            IMAGES, selectors.image_rows, selectors.image_page, selectors.IMAGE_SORTS, filters, can_destroy
         )
 
     def retrieve(self, request, id=None):
@@ -151,18 +143,14 @@ class InstanceViewSet(DeltacloudViewSet):
 
     def list(self, request):
         self.ensure_synced()
-        account, opts = self.ctx.account, self.instance_options()
         filters = selectors.instance_filters(request.query_params)
         return self.collection(
             INSTANCES,
-            rows=lambda sort: selectors.instance_rows(account=account, filters=filters, sort=sort),
-            page=lambda p: selectors.instance_page(
-                account=account, filters=filters, sort=p.sort, limit=p.limit, marker=p.marker
-            ),
-            paging=parse_paging(request.query_params, selectors.INSTANCE_SORTS),
-            options=opts,
-            key=(filters, opts),
-            headers=self.freshness(),
+            selectors.instance_rows,
+            selectors.instance_page,
+            selectors.INSTANCE_SORTS,
+            filters,
+            self.instance_options(),
         )
 
     def retrieve(self, request, id=None):

@@ -55,6 +55,11 @@ def _page_frame(title: str, driver: str, provider: str | None, base: str, path: 
     return text[:start], text[end:]
 
 
+def line(href: str, title: str, subtitle: str, badge: str = "", status: str = "") -> dict[str, str]:
+    """An item as one line of a collection page."""
+    return {"href": href, "title": title, "subtitle": subtitle, "badge": badge, "status": status}
+
+
 def html_entry(item: Mapping[str, Any]) -> str:
     """One ``<li>`` of a collection page, exactly as collection.html writes it."""
     badge = ""

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from images.api.representations.base import Env, Representation
-from images.api.representations.markup import attr, dump_json, esc
+from images.api.representations.base import Env, Representation, line
+from images.api.representations.markup import attr, dump_json, esc, opening
 from providers.base import Driver, Transition
 
 StateItem = tuple[str, Sequence[Transition]]
@@ -22,7 +22,7 @@ class Drivers(Representation):
     def xml(self, d: type[Driver], env: Env, indent: str = "") -> str:
         i = indent
         out = [
-            f"{i}<driver href='{attr(env.urls.member('drivers', d.name))}' id='{attr(d.name)}'>",
+            opening(i, "driver", env.urls.member("drivers", d.name), d.name),
             f"{i}  <name>{esc(d.label)}</name>",
         ]
         out += [f"{i}  <provider id='{attr(p)}'></provider>" for p in d.providers]
@@ -37,8 +37,7 @@ class Drivers(Representation):
         return data
 
     def entry(self, d: type[Driver], env: Env) -> dict[str, Any]:
-        href = env.urls.member("drivers", d.name)
-        return {"href": href, "title": d.label, "subtitle": ", ".join(d.providers)}
+        return line(env.urls.member("drivers", d.name), d.label, ", ".join(d.providers))
 
     def page(self, d: type[Driver], env: Env) -> bytes:
         fields = [("Name", d.label, None), *[("Provider", p, None) for p in d.providers]]
@@ -87,7 +86,7 @@ class InstanceStates(Representation):
     def entry(self, item: StateItem, env: Env) -> dict[str, Any]:
         state, transitions = item
         subtitle = ", ".join(f"{t.action or 'auto'} → {t.to}" for t in transitions)
-        return {"href": "#", "title": state, "subtitle": subtitle}
+        return line("#", state, subtitle)
 
     def stream_xml(self, items: Iterable[StateItem], env: Env, extra: Mapping[str, Any]) -> Iterator[bytes]:
         body = "".join(self.xml(item, env, "  ") + "\n" for item in items)

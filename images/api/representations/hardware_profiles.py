@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from images.api.representations.base import Env, Representation
-from images.api.representations.markup import attr, esc
+from images.api.representations.base import Env, Representation, line
+from images.api.representations.markup import attr, esc, opening
 from providers.base import HardwareProfile, HardwareProperty
 
 
@@ -22,9 +22,8 @@ class HardwareProfiles(Representation):
 
     def xml(self, hwp: HardwareProfile, env: Env, indent: str = "") -> str:
         i, urls = indent, env.urls
-        href = urls.member("hardware_profiles", hwp.id)
         out = [
-            f"{i}<hardware_profile href='{attr(href)}' id='{attr(hwp.id)}'>",
+            opening(i, "hardware_profile", urls.member("hardware_profiles", hwp.id), hwp.id),
             f"{i}  <name>{esc(hwp.id)}</name>",
         ]
         for p in hwp.properties:
@@ -64,11 +63,8 @@ class HardwareProfiles(Representation):
         }
 
     def entry(self, hwp: HardwareProfile, env: Env) -> dict[str, Any]:
-        return {
-            "href": env.urls.member("hardware_profiles", hwp.id),
-            "title": hwp.id,
-            "subtitle": ", ".join(f"{q.name} {q.value} {q.unit}" for q in hwp.properties),
-        }
+        subtitle = ", ".join(f"{q.name} {q.value} {q.unit}" for q in hwp.properties)
+        return line(env.urls.member("hardware_profiles", hwp.id), hwp.id, subtitle)
 
     def page(self, hwp: HardwareProfile, env: Env) -> bytes:
         fields = [(p.name, _describe(p), None) for p in hwp.properties]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from images.api.representations.base import Env, Representation
-from images.api.representations.markup import attr, esc, seg
+from images.api.representations.base import Env, Representation, line
+from images.api.representations.markup import attr, esc, opening, seg
 from images.rows import ImageRow
 
 
@@ -19,7 +19,7 @@ class Images(Representation):
         i, urls = indent, env.urls
         href = urls.member("images", img.external_id)
         out = [
-            f"{i}<image href='{attr(href)}' id='{attr(img.external_id)}'>",
+            opening(i, "image", href, img.external_id),
             f"{i}  <name>{esc(img.name)}</name>",
             f"{i}  <description>{esc(img.description or '')}</description>",
             f"{i}  <owner_id>{esc(img.owner_id)}</owner_id>",
@@ -73,13 +73,9 @@ class Images(Representation):
         return data
 
     def entry(self, img: ImageRow, env: Env) -> dict[str, Any]:
-        return {
-            "href": env.urls.member("images", img.external_id),
-            "title": img.name or img.external_id,
-            "subtitle": f"{img.description or ''}, {img.owner_id}, {img.architecture}",
-            "badge": img.state,
-            "status": img.status,
-        }
+        subtitle = f"{img.description or ''}, {img.owner_id}, {img.architecture}"
+        href = env.urls.member("images", img.external_id)
+        return line(href, img.name or img.external_id, subtitle, img.state, img.status)
 
     def page(self, img: ImageRow, env: Env) -> bytes:
         urls = env.urls

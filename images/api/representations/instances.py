@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from images.api.representations.base import Env, Representation
+from images.api.representations.base import Env, Representation, line
 from images.api.representations.images import destroy_action
-from images.api.representations.markup import Urls, attr, esc, seg
+from images.api.representations.markup import Urls, attr, esc, opening, seg
 from images.rows import InstanceRow
 
 UNITS = {"memory": "MB", "storage": "GB", "architecture": "label", "cpu": "count"}
@@ -65,8 +65,7 @@ class Instances(Representation):
     def xml(self, inst: InstanceRow, env: Env, indent: str = "") -> str:
         i, urls, opts = indent, env.urls, env.options
         out = [
-            f"{i}<instance href='{attr(urls.member('instances', inst.external_id))}' "
-            f"id='{attr(inst.external_id)}'>",
+            opening(i, "instance", urls.member("instances", inst.external_id), inst.external_id),
             f"{i}  <name>{esc(inst.name)}</name>",
             f"{i}  <owner_id>{esc(inst.owner_id)}</owner_id>",
         ]
@@ -161,12 +160,9 @@ class Instances(Representation):
         return data
 
     def entry(self, inst: InstanceRow, env: Env) -> dict[str, Any]:
-        return {
-            "href": env.urls.member("instances", inst.external_id),
-            "title": inst.name or inst.external_id,
-            "subtitle": f"{inst.external_id}, image {inst.image_id}, {inst.realm_id}",
-            "badge": inst.state,
-        }
+        subtitle = f"{inst.external_id}, image {inst.image_id}, {inst.realm_id}"
+        href = env.urls.member("instances", inst.external_id)
+        return line(href, inst.name or inst.external_id, subtitle, inst.state)
 
     def page(self, inst: InstanceRow, env: Env) -> bytes:
         urls = env.urls
@@ -208,7 +204,7 @@ class RunResult(Representation):
     def xml(self, item: tuple[str, str, str, str], env: Env, indent: str = "") -> str:
         instance_id, address, command, output = item
         return (
-            f"<instance href='{attr(env.urls.member('instances', instance_id))}' id='{attr(instance_id)}'>\n"
+            f"{opening('', 'instance', env.urls.member('instances', instance_id), instance_id)}\n"
             f"  <public_address>{esc(address)}</public_address>\n"
             f"  <command>{esc(command)}</command>\n  <output>{esc(output)}</output>\n</instance>"
         )

@@ -35,6 +35,11 @@ def html_text(text: Any) -> str:
     return str(_django_escape("" if text is None else text))
 
 
+def opening(indent: str, tag: str, href: str, object_id: str) -> str:
+    """``<tag href='...' id='...'>``, the first line of every member element."""
+    return f"{indent}<{tag} href='{attr(href)}' id='{attr(object_id)}'>"
+
+
 def seg(object_id: str) -> str:
     """An id as one URL path segment."""
     return quote(object_id, safe="~@!$&'()*+,=:")

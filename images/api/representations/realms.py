@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from images.api.representations.base import Env, Representation
-from images.api.representations.markup import attr, esc
+from images.api.representations.base import Env, Representation, line
+from images.api.representations.markup import esc, opening
 from providers.base import Realm
 
 
@@ -16,7 +16,7 @@ class Realms(Representation):
         i = indent
         return "\n".join(
             [
-                f"{i}<realm href='{attr(env.urls.member('realms', realm.id))}' id='{attr(realm.id)}'>",
+                opening(i, "realm", env.urls.member("realms", realm.id), realm.id),
                 f"{i}  <name>{esc(realm.name)}</name>",
                 f"{i}  <state>{esc(realm.state)}</state>",
                 f"{i}  <limit>{esc(realm.limit)}</limit>",
@@ -34,8 +34,7 @@ class Realms(Representation):
         }
 
     def entry(self, realm: Realm, env: Env) -> dict[str, Any]:
-        href = env.urls.member("realms", realm.id)
-        return {"href": href, "title": realm.name, "subtitle": realm.id, "badge": realm.state}
+        return line(env.urls.member("realms", realm.id), realm.name, realm.id, realm.state)
 
     def page(self, realm: Realm, env: Env) -> bytes:
         fields = [("Name", realm.name, None), ("State", realm.state, None), ("Limit", realm.limit, None)]
