@@ -241,3 +241,4 @@ def test_a_streamed_list_revalidates_without_a_body(auth_client, catalog, settin
     add_images(catalog, ["changed"])
     changed = auth_client.get("/api/images", HTTP_ACCEPT="application/xml", HTTP_IF_NONE_MATCH=etag)
     assert changed.status_code == 200 and changed["ETag"] != etag
+    assert b"id='changed'" in b"".join(changed.streaming_content)  # read to the end: the cursor closes
