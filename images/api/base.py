@@ -233,6 +233,9 @@ class DeltacloudViewSet(viewsets.ViewSet):
         if len(head) < settings.DELTAWEB_STREAM_ROWS:
             rendered = render_cache.put(key, make_rendered(rep.collection(self.fmt, head, env)))
             return document_response(self.request, rendered, self.fmt, headers=headers)
+        if self.request.method == "HEAD":
+            getattr(it, "close", lambda: None)()  # no body to send: the cursor closes now
+            return _finish(HttpResponse(content_type=CONTENT_TYPES[self.fmt]), weak, (headers or {}).items())
         # Too big to keep: streamed from the cursor, memory flat in the catalog size.
         body = rep.stream(self.fmt, chain(head, it), env)
         response = StreamingHttpResponse(body, content_type=CONTENT_TYPES[self.fmt])

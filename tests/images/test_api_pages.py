@@ -242,3 +242,12 @@ def test_a_streamed_list_revalidates_without_a_body(auth_client, catalog, settin
     changed = auth_client.get("/api/images", HTTP_ACCEPT="application/xml", HTTP_IF_NONE_MATCH=etag)
     assert changed.status_code == 200 and changed["ETag"] != etag
     assert b"id='changed'" in b"".join(changed.streaming_content)  # read to the end: the cursor closes
+
+
+def test_head_of_a_streamed_list_has_its_headers_and_no_body(auth_client, catalog, settings):
+    settings.DELTAWEB_STREAM_ROWS = 5
+    get = auth_client.get("/api/images", HTTP_ACCEPT="application/xml")
+    b"".join(get.streaming_content)
+    head = auth_client.head("/api/images", HTTP_ACCEPT="application/xml")
+    assert head.status_code == 200 and head.content == b""
+    assert head["ETag"] == get["ETag"] and head["Content-Type"] == "application/xml"
