@@ -29,6 +29,7 @@ from pathlib import Path
 
 from bench import sync_db
 from bench.load import basic
+from bench.process import timed_sync
 from bench.reads import ROOT, bench_env, free_port, wait_up
 
 BIN = Path(sys.executable).parent
@@ -78,26 +79,6 @@ def start_moto(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
         raise RuntimeError("moto did not start")
     url = f"http://127.0.0.1:{port}"
     return proc, url
-
-
-def timed_sync(env: dict[str, str], *args: str) -> tuple[float, int, str]:
-    """(seconds, peak RSS in MiB, command output) of one sync in its own process;
-    ``args`` are sync_catalog's (options, then the account)."""
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "sync_catalog", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.monotonic() - started
-    if status != 0:
-        raise RuntimeError(output)
-    return elapsed, usage.ru_maxrss // 1024, output.strip().splitlines()[-1]
 
 
 def setup_accounts(env: dict[str, str], url: str, page_size: int) -> None:

@@ -21,8 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.process import timed_sync
 from bench.reads import ROOT, bench_env, free_port
-from bench.sync import timed_sync
 
 
 def start_fake(images: int) -> tuple[subprocess.Popen, dict]:
