@@ -226,6 +226,10 @@ CELERY_WORKER_POOL = "deltaweb.celery:KillSafeTaskPool"
 CELERY_BEAT_SCHEDULER = "deltaweb.celery:ReapingScheduler"
 # Each worker also consumes its own queue, which health pings go to.
 CELERY_WORKER_DIRECT = True
+# Beat and the workers write to the real stderr: with Celery's redirection the
+# handler Django's LOGGING makes writes into a proxy that drops what beat's
+# reaper logs.
+CELERY_WORKER_REDIRECT_STDOUTS = False
 DELTAWEB_HEALTH_DIR = Path(env("DELTAWEB_HEALTH_DIR", default=str(DATA_DIR / "health")))
 # A worker whose every child runs a task started less than this long ago is
 # busy, not stuck (a long catalog listing).
