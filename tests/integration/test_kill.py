@@ -168,3 +168,28 @@ def test_health_check_reports_a_working_and_a_stopped_worker(stack, api_user, tm
     finally:
         os.kill(worker.proc.pid, signal.SIGCONT)
     assert done.returncode == 1 and "no child answered a ping" in done.stderr
+
+
+def _hold_forever(lock) -> None:
+    lock.acquire()
+    time.sleep(3600)
+
+
+def test_a_pool_lock_held_by_a_killed_process_is_handed_over():
+    """The lock an idle pool child holds while it waits for work (deltaweb/celery.py)."""
+    import billiard
+
+    from deltaweb.celery import OwnedLock
+
+    ctx = billiard.get_context("fork")
+    lock = OwnedLock(ctx)
+    holder = ctx.Process(target=_hold_forever, args=(lock,))
+    holder.start()
+    try:
+        wait_until(lambda: lock._owner.value == holder.pid, 10, "the child to take the lock")
+        assert not lock.acquire(timeout=1.0)  # a live holder keeps it
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join(10)
+    assert lock.acquire(timeout=10)  # its death releases it
+    lock.release()
