@@ -110,7 +110,7 @@ class KillSafeBlockingPool(BlockingPool):
     survive the death of the child holding them."""
 
     def _setup_queues(self) -> None:
-        super()._setup_queues()
+        # billiard's own, with OwnedSimpleQueue for SimpleQueue
         ctx = self._ctx.get_context()
         self._inqueue = OwnedSimpleQueue(ctx=ctx)
         self._outqueue = OwnedSimpleQueue(ctx=ctx)
