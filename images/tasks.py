@@ -3,7 +3,8 @@
 Every task is idempotent and safe to deliver twice: operations are claimed
 in the database before any provider call (``operations.operation_claim``).
 Retries are new tasks with short countdowns scheduled by the services, never
-sleeps inside a task, and the beat reaper re-enqueues whatever was lost.
+sleeps inside a task, and the reaper (run by beat in its own process)
+re-enqueues whatever was lost.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 
 from celery import shared_task
 
-from images import operations, sync
+from images import health, operations, sync
 from images.models import Operation, ProviderAccount
 from providers.exceptions import ProviderError
 
@@ -72,4 +73,11 @@ def image_delete_task(operation_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def operations_reap_task() -> None:
+    """The reaper on demand; beat runs it in its own process (deltaweb/celery.py)."""
     operations.operations_reap()
+
+
+@shared_task(ignore_result=True)
+def worker_ping_task(token: str) -> None:
+    """A health check's round trip through one worker's pool (images/health.py)."""
+    health.answer_ping(token)

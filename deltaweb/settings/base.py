@@ -224,7 +224,18 @@ DELTAWEB_VANISHED_RETENTION_SECONDS = env.int("DELTAWEB_VANISHED_RETENTION_SECON
 # A sync holds its account's lease this long past its last renewal (it renews
 # between pages): a killed sync blocks its account at most this long.
 DELTAWEB_SYNC_LEASE_SECONDS = env.float("DELTAWEB_SYNC_LEASE_SECONDS", default=60.0)
-CELERY_BEAT_SCHEDULE["reap-operations"] = {
-    "task": "images.tasks.operations_reap_task",
-    "schedule": DELTAWEB_REAPER_TICK,
-}
+# --- Keeping the workers alive (README) ---------------------------------------
+# The prefork pool that survives kill -9 of a child, and beat's scheduler that
+# runs the operations reaper in beat's own process every DELTAWEB_REAPER_TICK.
+CELERY_WORKER_POOL = "deltaweb.celery:KillSafeTaskPool"
+CELERY_BEAT_SCHEDULER = "deltaweb.celery:ReapingScheduler"
+# Each worker also consumes its own queue, which health pings go to.
+CELERY_WORKER_DIRECT = True
+# Beat and the workers write to the real stderr: with Celery's redirection the
+# handler Django's LOGGING makes writes into a proxy that drops what beat's
+# reaper logs.
+CELERY_WORKER_REDIRECT_STDOUTS = False
+DELTAWEB_HEALTH_DIR = Path(env("DELTAWEB_HEALTH_DIR", default=str(DATA_DIR / "health")))
+# A worker whose every child runs a task started less than this long ago is
+# busy, not stuck (a long catalog listing).
+DELTAWEB_WORKER_TASK_MAX_SECONDS = env.int("DELTAWEB_WORKER_TASK_MAX_SECONDS", default=3600)

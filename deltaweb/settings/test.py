@@ -42,3 +42,5 @@ STORAGES = {
 STATIC_ROOT = DATA_DIR / "test-static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = True
+# Health heartbeats of this run's worker and beat processes.
+DELTAWEB_HEALTH_DIR = Path(env("DELTAWEB_HEALTH_DIR", default=str(DATA_DIR / f"test-health-{TEST_RUN}")))
