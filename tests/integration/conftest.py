@@ -53,11 +53,13 @@ def broker_is_redis() -> bool:
 
 
 def flush_broker() -> None:
-    """Lose every queued message, as a Redis FLUSHALL (or a wiped spool) would."""
+    """Lose every queued message, as a Redis FLUSHDB (or a wiped spool) would.
+
+    FLUSHDB, not FLUSHALL: other suites may share this Redis on other databases."""
     if broker_is_redis():
         import redis
 
-        redis.Redis.from_url(settings.CELERY_BROKER_URL).flushall()
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
     else:
         for key in ("data_folder_in", "control_folder"):
             folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key])

@@ -112,7 +112,7 @@ def test_flushed_broker_is_recovered_by_the_reaper(stack, auth_client, api_user)
     wait_until(lambda: Operation.objects.get().attempts >= 1, 10, "polling to start")
     # when: every message is lost, the ones the worker held in memory included
     first.kill9()
-    flush_broker()  # Redis FLUSHALL (the spool wiped on the filesystem broker)
+    flush_broker()  # Redis FLUSHDB (the spool wiped on the filesystem broker)
     stack.worker()
     # then: the database still knows the operation, and the reaper (in beat's
     # own process, not in a worker) revives it
