@@ -4,9 +4,12 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from images.api.schema import openapi_json
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/api", permanent=False)),
     path("admin/", admin.site.urls),
+    path("openapi.json", openapi_json, name="openapi"),
     path("", include("images.api.urls")),
 ]
 

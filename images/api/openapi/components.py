@@ -1,0 +1,475 @@
+"""The OpenAPI components of the Deltacloud API: JSON Schemas of the 1.1
+dictionary dialect (``images/api/serializers.py`` writes it), the error
+document, and the shared parameters, headers and responses.
+
+Plain data (JSON Schema 2020-12, as OpenAPI 3.1 uses it), registered in the
+document only when an operation refers to it (``images/api/schema.py``).
+The shapes follow the real server's answers in ``tests/golden/``; the tests
+validate live responses against them, so a shape that drifts fails there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from providers.registry import driver_names
+
+Schema = dict[str, Any]
+
+
+def ref(kind: str, name: str) -> Schema:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def schema_ref(name: str) -> Schema:
+    return ref("schemas", name)
+
+
+STR: Schema = {"type": "string"}
+NULLABLE_STR: Schema = {"type": ["string", "null"]}
+URL: Schema = {"type": "string", "format": "uri"}
+
+
+def obj(
+    properties: dict[str, Schema], required: tuple[str, ...] | None = None, closed: bool = True
+) -> Schema:
+    """An object; every property required unless ``required`` says otherwise."""
+    out: Schema = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties if required is None else required),
+    }
+    if closed:
+        out["additionalProperties"] = False
+    return out
+
+
+def link(rel: str) -> Schema:
+    return obj({"id": STR, "href": URL, "rel": {"const": rel}})
+
+
+def array_of(name: str) -> Schema:
+    return {"type": "array", "items": schema_ref(name)}
+
+
+def member(key: str, name: str) -> Schema:
+    return obj({key: schema_ref(name)})
+
+
+IMAGE = obj(
+    {
+        "id": STR,
+        "href": URL,
+        "name": STR,
+        "description": {**NULLABLE_STR, "description": "null when the provider has none"},
+        "owner": {**STR, "description": "The owner id (`owner_id` in XML and in the filter)"},
+        "architecture": STR,
+        "state": {**STR, "description": "The provider's own state word (`available`, `AVAILABLE`, ...)"},
+        "root_type": STR,
+        "creation_time": NULLABLE_STR,
+        "hardware_profiles": {"type": "array", "items": schema_ref("HardwareProfileLink")},
+        "state_reason": {
+            **STR,
+            "description": "Why the provider (or the deadline) failed the image; deltaweb's addition",
+        },
+    },
+    required=(
+        "id",
+        "href",
+        "name",
+        "description",
+        "owner",
+        "architecture",
+        "state",
+        "root_type",
+        "creation_time",
+        "hardware_profiles",
+    ),
+)
+
+IMAGE_COLLECTION = obj(
+    {
+        "images": array_of("Image"),
+        "next": {
+            **URL,
+            "description": 'With `limit`: the next page\'s URL, as in the `Link: <...>; rel="next"` header; '
+            "absent on the last page",
+        },
+        "changes_token": {
+            **STR,
+            "description": "With `changes_since`: the token to ask for the changes after this answer",
+        },
+    },
+    required=("images",),
+    # Deltacloud clients read `images` only; later additions must not break validation.
+    closed=False,
+)
+
+ADDRESS = obj({"address": STR, "type": STR})
+
+ACTION = obj({"href": URL, "rel": STR, "method": {"enum": ["post", "delete"]}})
+
+INSTANCE = obj(
+    {
+        "id": STR,
+        "href": URL,
+        "name": STR,
+        "state": STR,
+        "owner": STR,
+        "image": link("image"),
+        "realm": link("realm"),
+        "actions": {"type": "array", "items": schema_ref("Action")},
+        "hardware_profile": obj(
+            {
+                "id": STR,
+                "href": URL,
+                "rel": {"const": "hardware_profile"},
+                "properties": {"type": "object", "additionalProperties": STR},
+            }
+        ),
+        "public_addresses": {"type": "array", "items": schema_ref("Address")},
+        "private_addresses": {"type": "array", "items": schema_ref("Address")},
+        "create_image": {"const": True},
+        "create_time": STR,
+        "storage_volumes": {"type": "array", "items": link("storage_volume")},
+        "authentication_type": STR,
+        "authentication": obj({"keyname": STR}),
+    },
+    required=("id", "href", "name", "state", "owner", "actions", "public_addresses", "private_addresses"),
+)
+
+RUN_RESULT = obj(
+    {
+        "instance": obj(
+            {"id": STR, "href": URL, "public_address": STR, "command": STR, "output": STR},
+        )
+    }
+)
+
+HARDWARE_PROPERTY = obj(
+    {
+        "kind": {"enum": ["fixed", "range", "enum"]},
+        "name": STR,
+        "unit": STR,
+        "value": STR,
+        "range": obj({"first": STR, "last": STR}),
+        "enum": {"type": "array", "items": STR},
+    },
+    required=("kind", "name", "unit", "value"),
+)
+
+HARDWARE_PROFILE = obj(
+    {"id": STR, "href": URL, "name": STR, "properties": array_of("HardwareProperty")},
+)
+
+REALM = obj({"id": STR, "href": URL, "name": STR, "state": STR, "limit": STR})
+
+INSTANCE_STATE = obj(
+    {
+        "name": STR,
+        "transitions": {
+            "type": "array",
+            "items": {
+                "oneOf": [
+                    obj({"to": STR, "action": STR}),
+                    obj({"to": STR, "auto": {"const": "true"}}),
+                ]
+            },
+        },
+    }
+)
+
+DRIVER = obj(
+    {"providers": {"type": "array", "items": STR}, "name": STR, "id": STR},
+    required=("name",),
+)
+
+FEATURE = obj(
+    {
+        "name": STR,
+        "rel": STR,
+        "params": {"type": "array", "items": {**STR, "pattern": "^[^:]+:string:optional$"}},
+        "constraints": {"type": "object", "additionalProperties": STR},
+    }
+)
+
+API_ENTRY_POINT = obj(
+    {
+        "api": obj(
+            {
+                "version": STR,
+                "driver": STR,
+                "provider": STR,
+                "links": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "rel": STR,
+                            "href": URL,
+                            # Deltacloud 1.1 wraps each feature in a list of its own.
+                            "features": {"type": "array", "items": array_of("Feature")},
+                        }
+                    ),
+                },
+            }
+        )
+    }
+)
+
+ERROR = obj(
+    {
+        "code": {"type": "integer", "minimum": 400, "maximum": 599},
+        "message": STR,
+        "error": {**STR, "description": "The Ruby exception class Deltacloud clients read"},
+    }
+)
+
+IMAGE_CREATE_BODY: Schema = {
+    "type": "object",
+    "properties": {
+        "instance_id": {"type": "string", "description": "The instance to image"},
+        "name": {"type": "string", "description": "The new image's name (default: the provider's choice)"},
+        "description": {"type": "string"},
+    },
+    "required": ["instance_id"],
+}
+
+INSTANCE_CREATE_BODY: Schema = {
+    "type": "object",
+    "properties": {
+        "image_id": {"type": "string"},
+        "name": {"type": "string"},
+        "realm_id": {"type": "string"},
+        "hwp_id": {"type": "string"},
+        "keyname": {"type": "string"},
+        "hwp_cpu": {"type": "string"},
+        "hwp_memory": {"type": "string"},
+        "hwp_storage": {"type": "string"},
+    },
+    "required": ["image_id"],
+}
+
+RUN_BODY: Schema = {
+    "type": "object",
+    "properties": {"cmd": {"type": "string", "description": "The command to run over SSH"}},
+}
+
+SELECT_BODY: Schema = {
+    "type": "object",
+    "properties": {"driver": {"type": "string"}, "provider": {"type": "string"}},
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "ApiSelect": SELECT_BODY,
+    "ImageCreate": IMAGE_CREATE_BODY,
+    "InstanceCreate": INSTANCE_CREATE_BODY,
+    "InstanceRun": RUN_BODY,
+    "ApiEntryPoint": API_ENTRY_POINT,
+    "Feature": FEATURE,
+    "Image": IMAGE,
+    "ImageCollection": IMAGE_COLLECTION,
+    "ImageMember": member("image", "Image"),
+    "HardwareProfileLink": link("hardware_profile"),
+    "Address": ADDRESS,
+    "Action": ACTION,
+    "Instance": INSTANCE,
+    "InstanceCollection": obj({"instances": array_of("Instance")}),
+    "InstanceMember": member("instance", "Instance"),
+    "InstanceRunResult": RUN_RESULT,
+    "HardwareProperty": HARDWARE_PROPERTY,
+    "HardwareProfile": HARDWARE_PROFILE,
+    "HardwareProfileCollection": obj({"hardware_profiles": array_of("HardwareProfile")}),
+    "HardwareProfileMember": member("hardware_profile", "HardwareProfile"),
+    "Realm": REALM,
+    "RealmCollection": obj({"realms": array_of("Realm")}),
+    "RealmMember": member("realm", "Realm"),
+    "InstanceStates": array_of("InstanceState"),
+    "InstanceState": INSTANCE_STATE,
+    "Driver": DRIVER,
+    "DriverCollection": {
+        "type": "object",
+        "description": "The drivers by name",
+        "additionalProperties": schema_ref("Driver"),
+    },
+    "DriverMember": member("driver", "Driver"),
+    "Error": ERROR,
+    "XmlDocument": {
+        "type": "string",
+        "description": "A Deltacloud 1.1.3 XML document, byte for byte as the real server wrote it "
+        "(single-quoted attributes, the same element order).",
+    },
+    "HtmlPage": {"type": "string", "description": "A page for browsers"},
+}
+
+# -- parameters ------------------------------------------------------------------------
+
+FORMAT_PARAMETER: Schema = {
+    "name": "format",
+    "in": "query",
+    "required": False,
+    "description": "The answer's format; wins over `Accept`. Without both: XML. `Accept: */*` alone: HTML.",
+    "schema": {"enum": ["xml", "json", "html"]},
+}
+
+PARAMETERS: dict[str, Schema] = {
+    "format": FORMAT_PARAMETER,
+    "driver": {
+        "name": "X-Deltacloud-Driver",
+        "in": "header",
+        "required": False,
+        "description": "Chooses the provider account by driver (also `/api;driver=NAME/...`); "
+        "without it the user's default account serves the request",
+        "schema": {"enum": list(driver_names())},
+    },
+    "provider": {
+        "name": "X-Deltacloud-Provider",
+        "in": "header",
+        "required": False,
+        "description": "Chooses the provider account by provider, e.g. an EC2 region "
+        "(also `/api;provider=NAME/...`)",
+        "schema": {"type": "string", "maxLength": 64},
+    },
+    "force_auth": {
+        "name": "force_auth",
+        "in": "query",
+        "required": False,
+        "description": "Verify the credentials although this resource needs none (401 when wrong)",
+        "schema": {"type": "string"},
+        "allowEmptyValue": True,
+    },
+}
+
+
+def filter_parameter(name: str, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description + " Exact; an empty value still filters.",
+        "schema": {"type": "string"},
+    }
+
+
+IMAGE_FILTERS = [
+    filter_parameter("id", "Only the image with this id."),
+    filter_parameter("owner_id", "Only images of this owner; `self` is the account's own owner id."),
+    filter_parameter("architecture", "Only images of this architecture (`x86_64`, `i386`, ...)."),
+    filter_parameter(
+        "state",
+        "Only images in this state: the provider's word, case-insensitively, or the normalized state.",
+    ),
+]
+
+SORT_KEYS = ("id", "name", "creation_time", "state")
+
+PAGINATION = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "At most this many images: one keyset page (capped by the server). "
+        'The next page is announced in `Link: <...>; rel="next"` (and `next` in JSON). '
+        "Without it the answer is the whole list, as Deltacloud's was.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    {
+        "name": "marker",
+        "in": "query",
+        "required": False,
+        "description": "The id of the last image of the previous page; an unknown marker is a 400.",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "sort",
+        "in": "query",
+        "required": False,
+        "description": "The order of the list; `-` before the key for descending. Default `id`.",
+        "schema": {"enum": [*SORT_KEYS, *(f"-{k}" for k in SORT_KEYS)]},
+    },
+    {
+        "name": "changes_since",
+        "in": "query",
+        "required": False,
+        "description": "A token from an earlier answer: only the images added, changed or gone since "
+        "(gone ones with state `DELETED`), and a new token. Filters combine with it. A token older than "
+        "the kept history is a 410: list everything again.",
+        "schema": {"type": "string"},
+    },
+]
+
+INSTANCE_FILTERS = [
+    filter_parameter("id", "Only the instance with this id."),
+    filter_parameter("state", "Only instances in this state."),
+    filter_parameter("realm_id", "Only instances in this realm."),
+    filter_parameter("owner_id", "Only instances of this owner."),
+]
+
+# -- headers ---------------------------------------------------------------------------
+
+HEADERS: dict[str, Schema] = {
+    "ETag": {"description": "MD5 of the body; send it in `If-None-Match` for a 304", "schema": STR},
+    "Cache-Control": {"description": "`max-age=0, private, must-revalidate`", "schema": STR},
+    "SyncedAt": {
+        "description": "When the account's catalog was last synced (ISO 8601), or `never`",
+        "schema": STR,
+    },
+    "Link": {
+        "description": 'RFC 8288: `<URL>; rel="next"` when a `limit`ed page has a next one',
+        "schema": STR,
+    },
+    "ChangesToken": {"description": "With `changes_since`: the token for the next delta", "schema": STR},
+    "Location": {"description": "The new resource's URL", "schema": URL},
+    "ContentLocation": {
+        "description": "A provisional id (`PENDING-<name>`) shows the real image found since: its URL",
+        "schema": URL,
+    },
+    "RetryAfter": {"description": "Seconds to wait before asking again", "schema": {"type": "integer"}},
+    "WWWAuthenticate": {"description": '`Basic realm="<driver>-deltacloud@<host>"`', "schema": STR},
+    "Allow": {"description": "The methods the resource allows", "schema": STR},
+}
+
+# Each error status, what it means in this API, and its response headers.
+ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
+    400: ("Bad input: a parameter, an unknown driver, a bad page or sort request", ()),
+    401: ("No or wrong credentials", ("WWWAuthenticate",)),
+    403: ("No provider account of this user matches the request's driver/provider", ()),
+    404: ("No such resource", ()),
+    405: ("The method or the instance action is not allowed (in the instance's state)", ("Allow",)),
+    409: ("Conflict: a duplicate name, or an instance that cannot be imaged (the reason says why)", ()),
+    410: ("The `changes_since` token is older than the kept history: list everything again", ()),
+    413: ("The request body is too large", ()),
+    415: ("The request body's media type is not form, multipart or JSON", ()),
+    429: ("Too many failed logins from this user or address", ("RetryAfter",)),
+    501: ("The account's driver cannot do this", ()),
+    502: ("The provider failed or rejected the account's stored credentials", ("RetryAfter",)),
+    503: ("The account's catalog has never been synced yet; a sync was started", ("RetryAfter",)),
+    504: ("The provider did not answer in time", ()),
+}
+
+
+def error_response(status: int) -> Schema:
+    description, headers = ERRORS[status]
+    response: Schema = {
+        "description": description,
+        "content": {
+            "application/xml": {"schema": schema_ref("XmlDocument")},
+            "application/json": {"schema": schema_ref("Error")},
+            "text/html": {"schema": schema_ref("HtmlPage")},
+        },
+    }
+    if headers:
+        response["headers"] = {h: ref("headers", h) for h in headers}
+    return response
+
+
+RESPONSES: dict[str, Schema] = {
+    **{f"Error{status}": error_response(status) for status in ERRORS},
+    "NotAcceptable": {
+        "description": "Nothing the `Accept` header or `format` asks for can be produced (no body)"
+    },
+    "NotModified": {
+        "description": "`If-None-Match` matched the ETag (no body)",
+        "headers": {"ETag": ref("headers", "ETag"), "Cache-Control": ref("headers", "Cache-Control")},
+    },
+    "Deleted": {"description": "Deleted (browsers' forms are sent back to the list with a 302 instead)"},
+}
