@@ -90,7 +90,7 @@ class DeltacloudAutoSchema(AutoSchema):
                 "in": "path",
                 "required": True,
                 "description": "The provider's id, percent-encoded as one path segment",
-                "schema": {"type": "string", "minLength": 1},
+                "schema": c.ID,
             }
             for name in sorted(uritemplate.variables(self.path))
         ]

@@ -28,6 +28,13 @@ def schema_ref(name: str) -> Schema:
 STR: Schema = {"type": "string"}
 NULLABLE_STR: Schema = {"type": ["string", "null"]}
 URL: Schema = {"type": "string", "format": "uri"}
+# Unicode "Cc" characters, which names refuse (descriptions allow tab, CR and LF).
+NO_CONTROL = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+# Ids and filter values: what the API edge accepts (longer ones, or control characters, are a 400).
+ID_MAX_LENGTH = 255
+ID: Schema = {"type": "string", "minLength": 1, "maxLength": ID_MAX_LENGTH, "pattern": NO_CONTROL}
+TEXT: Schema = {"type": "string", "maxLength": ID_MAX_LENGTH, "pattern": NO_CONTROL}
+NO_CONTROL_BUT_WHITESPACE = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
 
 
 def obj(
@@ -227,9 +234,15 @@ ERROR = obj(
 IMAGE_CREATE_BODY: Schema = {
     "type": "object",
     "properties": {
-        "instance_id": {"type": "string", "description": "The instance to image"},
-        "name": {"type": "string", "description": "The new image's name (default: the provider's choice)"},
-        "description": {"type": "string"},
+        "instance_id": {**ID, "description": "The instance to image", "examples": ["inst1"]},
+        "name": {
+            "type": "string",
+            "description": "The new image's name (default: the provider's choice); at most the driver's "
+            "limit (128 for most), no control characters",
+            "maxLength": 128,
+            "pattern": NO_CONTROL,
+        },
+        "description": {"type": "string", "maxLength": 1024, "pattern": NO_CONTROL_BUT_WHITESPACE},
     },
     "required": ["instance_id"],
 }
@@ -237,7 +250,7 @@ IMAGE_CREATE_BODY: Schema = {
 INSTANCE_CREATE_BODY: Schema = {
     "type": "object",
     "properties": {
-        "image_id": {"type": "string"},
+        "image_id": ID,
         "name": {"type": "string"},
         "realm_id": {"type": "string"},
         "hwp_id": {"type": "string"},
@@ -327,7 +340,7 @@ PARAMETERS: dict[str, Schema] = {
         "required": False,
         "description": "Chooses the provider account by provider, e.g. an EC2 region "
         "(also `/api;provider=NAME/...`)",
-        "schema": {"type": "string", "maxLength": 64},
+        "schema": {"type": "string", "maxLength": 64, "pattern": NO_CONTROL},
     },
     "force_auth": {
         "name": "force_auth",
@@ -346,7 +359,7 @@ def filter_parameter(name: str, description: str) -> Schema:
         "in": "query",
         "required": False,
         "description": description + " Exact; an empty value still filters.",
-        "schema": {"type": "string"},
+        "schema": TEXT,
     }
 
 
@@ -377,7 +390,7 @@ PAGINATION = [
         "in": "query",
         "required": False,
         "description": "The id of the last image of the previous page; an unknown marker is a 400.",
-        "schema": {"type": "string"},
+        "schema": ID,
     },
     {
         "name": "sort",
@@ -393,7 +406,7 @@ PAGINATION = [
         "description": "A token from an earlier answer: only the images added, changed or gone since "
         "(gone ones with state `DELETED`), and a new token. Filters combine with it. A token older than "
         "the kept history is a 410: list everything again.",
-        "schema": {"type": "string"},
+        "schema": TEXT,
     },
 ]
 

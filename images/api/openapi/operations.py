@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from images.api.openapi.components import IMAGE_FILTERS, INSTANCE_FILTERS, PAGINATION, Schema
+from images.api.openapi.components import ID, IMAGE_FILTERS, INSTANCE_FILTERS, PAGINATION, TEXT, Schema
 
 # Every route can answer these (and 406, without a body).
 COMMON_ERRORS = (400, 401, 403, 429)
@@ -90,6 +90,8 @@ def instance_action(name: str) -> Operation:
 
 
 FORM_ONLY = ("text/html",)
+# A DELETE answered in HTML (a browser's form) sends the browser back to the list.
+BACK_TO_LIST = Success(302, "Deleted; `format=html` (browsers): back to the collection", None, ("Location",))
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("/api", "GET"): Operation(
@@ -144,7 +146,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "images",
         (Success(200, "The form", None, CACHED, FORM_ONLY),),
         (*COMMON_ERRORS, 404),
-        parameters=({"name": "instance_id", "in": "query", "required": False, "schema": {"type": "string"}},),
+        parameters=({"name": "instance_id", "in": "query", "required": True, "schema": ID},),
     ),
     ("/api/images/{id}", "GET"): Operation(
         "images_retrieve",
@@ -159,7 +161,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "images_destroy",
         "Delete an image",
         "images",
-        (Success(204, "Deleted: the image is hidden at once and a worker deletes it at the provider"),),
+        (
+            Success(204, "Deleted: the image is hidden at once and a worker deletes it at the provider"),
+            BACK_TO_LIST,
+        ),
         (*COMMON_ERRORS, 404, 409, *PROVIDER_ERRORS),
         description="Also `POST` with `_method=delete` from a form; browsers are redirected to the list.",
     ),
@@ -186,7 +191,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "instances",
         (Success(200, "The form", None, CACHED, FORM_ONLY),),
         (*COMMON_ERRORS, 404),
-        parameters=({"name": "image_id", "in": "query", "required": False, "schema": {"type": "string"}},),
+        parameters=({"name": "image_id", "in": "query", "required": True, "schema": ID},),
     ),
     ("/api/instances/{id}", "GET"): Operation(
         "instances_retrieve",
@@ -200,7 +205,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "instances_destroy",
         "Destroy an instance",
         "instances",
-        (Success(204, "Destroyed"),),
+        (Success(204, "Destroyed"), BACK_TO_LIST),
         (*COMMON_ERRORS, 404, 405, *PROVIDER_ERRORS),
     ),
     ("/api/instances/{id}/start", "POST"): instance_action("start"),
@@ -239,7 +244,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "driver",
         (Success(200, "The realms", "RealmCollection", ()),),
         (*COMMON_ERRORS, *PROVIDER_ERRORS),
-        parameters=({"name": "id", "in": "query", "required": False, "schema": {"type": "string"}},),
+        parameters=({"name": "id", "in": "query", "required": False, "schema": TEXT},),
     ),
     ("/api/realms/{id}", "GET"): Operation(
         "realms_retrieve",
