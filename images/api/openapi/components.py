@@ -310,8 +310,10 @@ SCHEMAS: dict[str, Schema] = {
         "type": "string",
         "description": "A Deltacloud 1.1.3 XML document, byte for byte as the real server wrote it "
         "(single-quoted attributes, the same element order).",
+        # An optional prolog, then the root element.
+        "pattern": "^(<\\?xml [^>]*\\?>\\n)?<[a-z_]+[ >]",
     },
-    "HtmlPage": {"type": "string", "description": "A page for browsers"},
+    "HtmlPage": {"type": "string", "description": "A page for browsers", "pattern": "^<!DOCTYPE html>"},
 }
 
 # -- parameters ------------------------------------------------------------------------
