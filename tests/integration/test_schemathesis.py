@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from images import sync
 from tests.conftest import make_account
@@ -43,6 +42,7 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
 def schemathesis(base: str, report: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``st run`` against ``base``, in the report's folder (Hypothesis keeps files where it runs)."""
     argv = [
         str(Path(sys.executable).parent / "st"),
         "--config-file",
@@ -75,7 +75,7 @@ def schemathesis(base: str, report: Path, *extra: str) -> subprocess.CompletedPr
     ]
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160"}
     return subprocess.run(
-        argv, env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=600, check=False
+        argv, env=env, cwd=report.parent, capture_output=True, text=True, timeout=600, check=False
     )
 
 
