@@ -240,7 +240,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": DELTAWEB_API_VERSION,
     "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "PREPROCESSING_HOOKS": [],
+    "PREPROCESSING_HOOKS": ["images.api.schema.drop_aliases"],
     "POSTPROCESSING_HOOKS": ["images.api.schema.check_routes"],
     "TAGS": [
         {"name": "api", "description": "The entry point"},

@@ -174,6 +174,15 @@ def _refs(node: Any):
             yield from _refs(value)
 
 
+# Routes that answer exactly like another one and are not described twice.
+ALIASES = {"/api/": "/api"}
+
+
+def drop_aliases(endpoints: list[tuple]) -> list[tuple]:
+    """Preprocessing hook: ``/api/`` is ``/api`` (Sinatra served both); the document names one."""
+    return [endpoint for endpoint in endpoints if endpoint[0] not in ALIASES]
+
+
 def check_routes(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
     """Postprocessing hook: every table entry must still be routed."""
     routes = {(path, method.upper()) for path, item in result["paths"].items() for method in item}

@@ -422,9 +422,18 @@ INSTANCE_FILTERS = [
 # -- headers ---------------------------------------------------------------------------
 
 HEADERS: dict[str, Schema] = {
-    "ETag": {"description": "MD5 of the body; send it in `If-None-Match` for a 304", "schema": STR},
-    "Cache-Control": {"description": "`max-age=0, private, must-revalidate`", "schema": STR},
-    "SyncedAt": {
+    "ETag": {
+        "required": True,
+        "description": "MD5 of the body; send it in `If-None-Match` for a 304",
+        "schema": STR,
+    },
+    "Cache-Control": {
+        "required": True,
+        "description": "`max-age=0, private, must-revalidate`",
+        "schema": STR,
+    },
+    "X-Deltaweb-Synced-At": {
+        "required": True,
         "description": "When the account's catalog was last synced (ISO 8601), or `never`",
         "schema": STR,
     },
@@ -432,21 +441,24 @@ HEADERS: dict[str, Schema] = {
         "description": 'RFC 8288: `<URL>; rel="next"` when a `limit`ed page has a next one',
         "schema": STR,
     },
-    "ChangesToken": {"description": "With `changes_since`: the token for the next delta", "schema": STR},
-    "Location": {"description": "The new resource's URL", "schema": URL},
-    "ContentLocation": {
+    "X-Deltaweb-Changes-Token": {
+        "description": "With `changes_since`: the token for the next delta",
+        "schema": STR,
+    },
+    "Location": {"required": True, "description": "The new resource's URL", "schema": URL},
+    "Content-Location": {
         "description": "A provisional id (`PENDING-<name>`) shows the real image found since: its URL",
         "schema": URL,
     },
-    "RetryAfter": {"description": "Seconds to wait before asking again", "schema": {"type": "integer"}},
-    "WWWAuthenticate": {"description": '`Basic realm="<driver>-deltacloud@<host>"`', "schema": STR},
+    "Retry-After": {"description": "Seconds to wait before asking again", "schema": {"type": "integer"}},
+    "WWW-Authenticate": {"description": '`Basic realm="<driver>-deltacloud@<host>"`', "schema": STR},
     "Allow": {"description": "The methods the resource allows", "schema": STR},
 }
 
 # Each error status, what it means in this API, and its response headers.
 ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
     400: ("Bad input: a parameter, an unknown driver, a bad page or sort request", ()),
-    401: ("No or wrong credentials", ("WWWAuthenticate",)),
+    401: ("No or wrong credentials", ("WWW-Authenticate",)),
     403: ("No provider account of this user matches the request's driver/provider", ()),
     404: ("No such resource", ()),
     405: ("The method or the instance action is not allowed (in the instance's state)", ("Allow",)),
@@ -454,10 +466,10 @@ ERRORS: dict[int, tuple[str, tuple[str, ...]]] = {
     410: ("The `changes_since` token is older than the kept history: list everything again", ()),
     413: ("The request body is too large", ()),
     415: ("The request body's media type is not form, multipart or JSON", ()),
-    429: ("Too many failed logins from this user or address", ("RetryAfter",)),
+    429: ("Too many failed logins from this user or address", ("Retry-After",)),
     501: ("The account's driver cannot do this", ()),
-    502: ("The provider failed or rejected the account's stored credentials", ("RetryAfter",)),
-    503: ("The account's catalog has never been synced yet; a sync was started", ("RetryAfter",)),
+    502: ("The provider failed or rejected the account's stored credentials", ("Retry-After",)),
+    503: ("The account's catalog has never been synced yet; a sync was started", ("Retry-After",)),
     504: ("The provider did not answer in time", ()),
 }
 

@@ -50,7 +50,7 @@ class Operation:
 
 
 CACHED = ("ETag", "Cache-Control")
-LISTED = (*CACHED, "SyncedAt")
+LISTED = (*CACHED, "X-Deltaweb-Synced-At")
 
 
 def read(status_doc: str, json: str, headers: tuple[str, ...] = CACHED, **links: Schema) -> Success:
@@ -100,6 +100,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "api",
         (read("The entry point", "ApiEntryPoint"),),
         parameters=({"$ref": "force_auth"},),
+        description="Also at `/api/`. Matrix parameters on it choose the account for every URL "
+        "below: `/api;driver=ec2;provider=us-east-1/images`.",
         needs_credentials=False,
         cacheable=True,
     ),
@@ -115,7 +117,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "images_list",
         "The images of the request's account, from the cache",
         "images",
-        (read("The images (one page with `limit`)", "ImageCollection", (*LISTED, "Link", "ChangesToken")),),
+        (
+            read(
+                "The images (one page with `limit`)",
+                "ImageCollection",
+                (*LISTED, "Link", "X-Deltaweb-Changes-Token"),
+            ),
+        ),
         (*COMMON_ERRORS, 410, 503),
         parameters=(*IMAGE_FILTERS, *PAGINATION),
         description="Filters are exact and ANDed. Without `limit` the whole list, as Deltacloud answered.",
@@ -152,7 +160,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "images_retrieve",
         "One image",
         "images",
-        (read("The image", "ImageMember", (*LISTED, "ContentLocation")),),
+        (read("The image", "ImageMember", (*LISTED, "Content-Location")),),
         (*COMMON_ERRORS, 404, *PROVIDER_ERRORS),
         description="An id the cache does not know is looked up at the provider once.",
         cacheable=True,
