@@ -23,7 +23,7 @@ class Result:
 def run(url: str, headers: dict[str, str], seconds: float, connections: int = 32) -> Result:
     if shutil.which("wrk"):
         return _wrk(url, headers, seconds, connections)
-    return _threads(url, headers, seconds, min(connections, 16))
+    return _threads(url, headers, seconds, connections)
 
 
 def _wrk(url, headers, seconds, connections) -> Result:
@@ -60,7 +60,7 @@ def _threads(url, headers, seconds, workers) -> Result:
             conn.request("GET", path, headers=headers)
             response = conn.getresponse()
             response.read()
-            if response.status >= 400:
+            if response.status >= 400 or (response.status >= 300 and response.status != 304):
                 raise RuntimeError(f"{url}: HTTP {response.status}")
             mine.append(time.perf_counter() - t0)
         with lock:

@@ -27,26 +27,27 @@ def main(sizes: list[int]) -> None:
         account.save()
         account.users.add(user)
         Image.objects.filter(account=account).delete()
-        Image.objects.bulk_create(
-            (
-                Image(
-                    account=account,
-                    external_id=f"gen-{i:06d}",
-                    name=f"image {i}",
-                    description=f"Generated image number {i}",
-                    owner_id="mockuser" if i % 3 else "other",
-                    architecture="x86_64" if i % 2 else "i386",
-                    state="AVAILABLE",
-                    status="AVAILABLE",
-                    creation_time="Thu Oct 25 14:27:53 CEST 2012",
-                    hardware_profiles=["m1-small", "m1-large", "m1-xlarge", "opaque"],
-                    first_seen=now,
-                    last_seen=now,
-                )
-                for i in range(size)
-            ),
-            batch_size=1000,
-        )
+        for start in range(0, size, 10_000):  # in slices: bulk_create materializes its input
+            Image.objects.bulk_create(
+                (
+                    Image(
+                        account=account,
+                        external_id=f"gen-{i:06d}",
+                        name=f"image {i}",
+                        description=f"Generated image number {i}",
+                        owner_id="mockuser" if i % 3 else "other",
+                        architecture="x86_64" if i % 2 else "i386",
+                        state="AVAILABLE",
+                        status="AVAILABLE",
+                        creation_time="Thu Oct 25 14:27:53 CEST 2012",
+                        hardware_profiles=["m1-small", "m1-large", "m1-xlarge", "opaque"],
+                        first_seen=now,
+                        last_seen=now,
+                    )
+                    for i in range(start, min(size, start + 10_000))
+                ),
+                batch_size=1000,
+            )
         print(f"{size}={account.pk}")
 
 

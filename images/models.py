@@ -182,7 +182,8 @@ class Image(models.Model):
         ]
         indexes = [
             models.Index(fields=["account", "owner_id"], name="image_account_owner"),
-            models.Index(fields=["account", "changed_version"], name="image_account_changed"),
+            # The delta feed's order (images.feed): the change sequence is (changed_version, id).
+            models.Index(fields=["account", "changed_version", "id"], name="image_account_change_seq"),
             # Sync's purge of long-vanished rows; only those rows are in it.
             models.Index(
                 fields=["account", "missing_since"],
@@ -198,6 +199,22 @@ class Image(models.Model):
                 fields=["account"],
                 condition=models.Q(missing_since__isnull=True, deleted_at__isnull=True),
                 name="image_account_visible",
+            ),
+            # Keyset pages of the visible catalog (?sort=name|creation_time|state, ties by id).
+            models.Index(
+                fields=["account", "name", "external_id"],
+                condition=models.Q(missing_since__isnull=True, deleted_at__isnull=True),
+                name="image_visible_name",
+            ),
+            models.Index(
+                fields=["account", "creation_time", "external_id"],
+                condition=models.Q(missing_since__isnull=True, deleted_at__isnull=True),
+                name="image_visible_created",
+            ),
+            models.Index(
+                fields=["account", "state", "external_id"],
+                condition=models.Q(missing_since__isnull=True, deleted_at__isnull=True),
+                name="image_visible_state",
             ),
         ]
 

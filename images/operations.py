@@ -217,10 +217,11 @@ def image_create(
     with transaction.atomic():
         # Names are not unique on such providers and the name is how the worker
         # finds the image, so same-named creates go one at a time: a concurrent
-        # one waits on the account row, then sees the first and is refused.
+        # one waits on the account row, then sees the first and is refused, also
+        # once the worker has found the first image but it is not ready yet.
         ProviderAccount.objects.select_for_update().filter(pk=account.pk).first()
         if Operation.objects.filter(
-            account=account, provisional_id=provisional, external_id="", status__in=Operation.ACTIVE
+            account=account, provisional_id=provisional, status__in=Operation.ACTIVE
         ).exists():
             raise Conflict(f"An image named '{name}' is already being created")
         # A failed earlier attempt with the same name leaves its placeholder.
@@ -312,6 +313,7 @@ def _finish(op: Operation, status: str, reason: str = "") -> None:
             return
         if op.image_id is None:
             return
+        catalog_touch(account=op.account, image_ids=[op.image_id])  # the account first, then the row
         if op.kind == Operation.Kind.CREATE_IMAGE and status == OP.FAILED:
             failed = {"status": ImageState.FAILED, "failure_reason": reason}
             if not op.external_id:
@@ -322,7 +324,6 @@ def _finish(op: Operation, status: str, reason: str = "") -> None:
             Image.objects.filter(pk=op.image_id).update(
                 deleted_at=None, failure_reason=f"Delete failed: {reason}"
             )
-        catalog_touch(account=op.account, image_ids=[op.image_id])
     logger.info("operation %s %s: %s %s", op.pk, op.kind, status, reason)
 
 
@@ -378,21 +379,58 @@ def _candidates(op: Operation) -> list[ProviderImage]:
     return sorted(found, key=lambda i: i.id)
 
 
+def _retire_placeholder(image_id: int, version: int) -> None:
+    """The placeholder of a create becomes a tombstone, so the delta feed tells
+    clients that its provisional id is gone; sync purges it after the retention."""
+    now = timezone.now()
+    Image.objects.filter(pk=image_id).update(
+        deleted_at=now, missing_since=now, last_seen=now, changed_version=version
+    )
+
+
+def _tombstone(op: Operation, external_id: str, version: int) -> None:
+    """A tombstone for the provisional id the client was answered with, which
+    the placeholder no longer carries: the delta feed reports it gone."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            Image.objects.create(
+                account=op.account,
+                external_id=external_id,
+                name=op.name,
+                state="PENDING",
+                status=ImageState.PENDING,
+                first_seen=now,
+                last_seen=now,
+                missing_since=now,
+                deleted_at=now,
+                changed_version=version,
+            )
+    except IntegrityError:
+        pass  # a row with that id exists again (a new create of the same name)
+
+
 def _adopt(op: Operation, remote: ProviderImage) -> None:
     """Give the placeholder row the real id (or merge it into a row a sync made)."""
     with transaction.atomic():
+        version = catalog_touch(account=op.account)  # the account first, then the rows
         existing = Image.objects.filter(account=op.account, external_id=remote.id).first()
         if existing is not None and existing.pk != op.image_id:
             if op.image_id:
-                Image.objects.filter(pk=op.image_id).delete()
+                _retire_placeholder(op.image_id, version)
             op.image = existing
         elif op.image_id:
+            placeholder = Image.objects.filter(pk=op.image_id).values_list("external_id", flat=True).first()
             try:
                 with transaction.atomic():  # a savepoint: the race below must not break the block
-                    Image.objects.filter(pk=op.image_id).update(external_id=remote.id)
+                    renamed = Image.objects.filter(pk=op.image_id)
+                    renamed.update(external_id=remote.id, changed_version=version)
             except IntegrityError:  # a sync inserted it meanwhile
-                Image.objects.filter(pk=op.image_id).delete()
+                _retire_placeholder(op.image_id, version)
                 op.image = Image.objects.get(account=op.account, external_id=remote.id)
+            else:
+                if placeholder and placeholder != remote.id:
+                    _tombstone(op, placeholder, version)
         _save(op, external_id=remote.id, image=op.image)
         image_store(account=op.account, image=remote, resurrect=True)
     op.refresh_from_db()
@@ -467,7 +505,11 @@ def image_delete(*, account: ProviderAccount, user, external_id: str) -> Operati
             pass  # already gone: what we wanted
     now = timezone.now()
     with transaction.atomic():
-        Image.objects.filter(pk=image.pk).update(deleted_at=now)
+        # The account first (as every catalog writer), then the row: of concurrent
+        # deletes of one image only the first finds it still there.
+        catalog_touch(account=account, image_ids=[image.pk])
+        if not Image.objects.filter(pk=image.pk, deleted_at__isnull=True).update(deleted_at=now):
+            raise NotFound(f"Image {external_id} not found")
         op = Operation.objects.create(
             account=account,
             image=image,
@@ -479,7 +521,6 @@ def image_delete(*, account: ProviderAccount, user, external_id: str) -> Operati
             finished_at=now if done_now else None,
             deadline=now + timedelta(seconds=settings.DELTAWEB_DELETE_DEADLINE_SECONDS),
         )
-        catalog_touch(account=account, image_ids=[image.pk])
         if not done_now:
             _enqueue("image_delete_task", op.pk)
         _fast_sync(account)
@@ -573,8 +614,9 @@ def instance_action(*, account: ProviderAccount, external_id: str, action: str) 
 def instance_destroy(*, account: ProviderAccount, external_id: str) -> None:
     build_driver(account=account).destroy_instance(external_id)
     now = timezone.now()
-    Instance.objects.filter(account=account, external_id=external_id).update(missing_since=now)
-    catalog_touch(account=account)
+    with transaction.atomic():
+        catalog_touch(account=account)  # the account first, then the row
+        Instance.objects.filter(account=account, external_id=external_id).update(missing_since=now)
 
 
 def instance_run(*, account: ProviderAccount, external_id: str, command: str) -> RunResult:

@@ -1,27 +1,45 @@
 """Reads of the cache, shaped for the API (HackSoft "selectors").
 
-List queries are one ``values_list`` each, whatever the catalog size.
+They return plain rows (``images.rows``) and never import the API layer.
+A whole list is one query streamed from a server-side cursor; a page is one
+keyset query on an index (plus one to find the marker), never OFFSET or COUNT.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from images import services
-from images.api.serializers import (
-    IMAGE_ROW_FIELDS,
-    INSTANCE_ROW_FIELDS,
-    ImageRow,
-    InstanceRow,
-)
 from images.models import Image, Instance, ProviderAccount
+from images.rows import IMAGE_ROW_FIELDS, INSTANCE_ROW_FIELDS, ImageRow, InstanceRow
 from providers.base import Driver, Feature, HardwareProfile
 
 IMAGE_FILTERS = ("id", "owner_id", "architecture", "state")
 INSTANCE_FILTERS = ("id", "state", "realm_id", "owner_id")
+# ?sort= names and the column each means, per collection.
+IMAGE_SORTS = {"id": "external_id", "name": "name", "creation_time": "creation_time", "state": "state"}
+INSTANCE_SORTS = {"id": "external_id", "name": "name", "creation_time": "launch_time", "state": "state"}
+STREAM_CHUNK = 2000
 Filters = tuple[tuple[str, str], ...]
+
+
+class UnknownMarker(Exception):
+    """The page marker names no image (or instance) of the account."""
+
+
+@dataclass(frozen=True)
+class Sort:
+    column: str = "external_id"
+    descending: bool = False
+
+    def order(self) -> tuple[str, ...]:
+        sign = "-" if self.descending else ""
+        if self.column == "external_id":
+            return (f"{sign}external_id",)
+        return (f"{sign}{self.column}", f"{sign}external_id")
 
 
 def _last_values(params: Mapping, names: Sequence[str]) -> Filters:
@@ -37,7 +55,8 @@ def image_filters(params: Mapping, account: ProviderAccount) -> Filters:
     return filters
 
 
-def _image_q(filters: Filters) -> Q:
+def image_q(filters: Filters) -> Q:
+    """The filters as a condition on ``Image`` (the delta feed combines it too)."""
     q = Q()
     for name, value in filters:
         if name == "id":
@@ -51,18 +70,54 @@ def _image_q(filters: Filters) -> Q:
     return q
 
 
-def _visible_images(account: ProviderAccount):
+def _visible_images(account: ProviderAccount) -> QuerySet:
     return Image.objects.filter(account=account, missing_since__isnull=True, deleted_at__isnull=True)
 
 
-def image_rows(*, account: ProviderAccount, filters: Filters = ()) -> list[ImageRow]:
-    rows = (
-        _visible_images(account)
-        .filter(_image_q(filters))
-        .order_by("external_id")
-        .values_list(*IMAGE_ROW_FIELDS)
-    )
-    return [ImageRow._make(r) for r in rows]
+def _after(marker_value, marker_id: str, sort: Sort) -> Q:
+    """Rows after the marker in (column, external_id) order; NULLs sort last
+    ascending and first descending, as PostgreSQL orders them."""
+    col, desc = sort.column, sort.descending
+    beyond = "lt" if desc else "gt"
+    id_after = Q(**{f"external_id__{beyond}": marker_id})
+    if col == "external_id":
+        return id_after
+    if marker_value is None:
+        tie = Q(**{f"{col}__isnull": True}) & id_after
+        return tie | Q(**{f"{col}__isnull": False}) if desc else tie
+    after = Q(**{f"{col}__{beyond}": marker_value}) | (Q(**{col: marker_value}) & id_after)
+    return after if desc else after | Q(**{f"{col}__isnull": True})
+
+
+def _page(
+    visible: QuerySet, every: QuerySet, sort: Sort, limit: int, marker: str | None, row: type
+) -> tuple[list, bool]:
+    """One keyset page of ``visible`` and whether more follow; the marker is
+    looked up among ``every`` row of the account (it may have vanished meanwhile)."""
+    if marker is not None:
+        found = list(every.filter(external_id=marker).values_list(sort.column, flat=True)[:1])
+        if not found:
+            raise UnknownMarker(marker)
+        visible = visible.filter(_after(found[0], marker, sort))
+    rows = list(visible.order_by(*sort.order()).values_list(*row._fields)[: limit + 1])
+    return [row._make(r) for r in rows[:limit]], len(rows) > limit
+
+
+def _stream(visible: QuerySet, sort: Sort, row: type) -> Iterator:
+    """The whole list, read from a server-side cursor a chunk at a time."""
+    rows = visible.order_by(*sort.order()).values_list(*row._fields)
+    return (row._make(r) for r in rows.iterator(chunk_size=STREAM_CHUNK))
+
+
+def image_rows(*, account: ProviderAccount, filters: Filters = (), sort: Sort = Sort()) -> Iterator[ImageRow]:
+    return _stream(_visible_images(account).filter(image_q(filters)), sort, ImageRow)
+
+
+def image_page(
+    *, account: ProviderAccount, filters: Filters, sort: Sort, limit: int, marker: str | None
+) -> tuple[list[ImageRow], bool]:
+    every = Image.objects.filter(account=account)
+    return _page(_visible_images(account).filter(image_q(filters)), every, sort, limit, marker, ImageRow)
 
 
 def image_row(*, account: ProviderAccount, external_id: str) -> ImageRow | None:
@@ -82,21 +137,28 @@ def _instance_q(filters: Filters) -> Q:
     return q
 
 
-def instance_rows(*, account: ProviderAccount, filters: Filters = ()) -> list[InstanceRow]:
-    rows = (
-        Instance.objects.filter(account=account, missing_since__isnull=True)
-        .filter(_instance_q(filters))
-        .order_by("external_id")
-        .values_list(*INSTANCE_ROW_FIELDS)
+def _visible_instances(account: ProviderAccount) -> QuerySet:
+    return Instance.objects.filter(account=account, missing_since__isnull=True)
+
+
+def instance_rows(
+    *, account: ProviderAccount, filters: Filters = (), sort: Sort = Sort()
+) -> Iterator[InstanceRow]:
+    return _stream(_visible_instances(account).filter(_instance_q(filters)), sort, InstanceRow)
+
+
+def instance_page(
+    *, account: ProviderAccount, filters: Filters, sort: Sort, limit: int, marker: str | None
+) -> tuple[list[InstanceRow], bool]:
+    every = Instance.objects.filter(account=account)
+    return _page(
+        _visible_instances(account).filter(_instance_q(filters)), every, sort, limit, marker, InstanceRow
     )
-    return [InstanceRow._make(r) for r in rows]
 
 
 def instance_row(*, account: ProviderAccount, external_id: str) -> InstanceRow | None:
     row = (
-        Instance.objects.filter(account=account, missing_since__isnull=True, external_id=external_id)
-        .values_list(*INSTANCE_ROW_FIELDS)
-        .first()
+        _visible_instances(account).filter(external_id=external_id).values_list(*INSTANCE_ROW_FIELDS).first()
     )
     return InstanceRow._make(row) if row else None
 

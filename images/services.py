@@ -177,6 +177,10 @@ def catalog_touch(*, account: ProviderAccount, image_ids: Iterable[int] = ()) ->
 
     Rendered documents are keyed by the version, and the images that changed
     record it (``changed_version``, the delta feed), in the caller's transaction.
+    Call it before writing the rows: it holds the account's row until the
+    transaction ends, so writers commit their versions in order, and every
+    writer locks the account before image rows, as sync's merge does (the
+    other order deadlocks against a sync).
     """
     with transaction.atomic():
         ProviderAccount.objects.filter(pk=account.pk).update(catalog_version=F("catalog_version") + 1)
@@ -252,31 +256,45 @@ def instance_row_values(inst: ProviderInstance) -> tuple[str, tuple]:
     )
 
 
+def _changes(model, row, fields: dict, resurrect: bool) -> dict:
+    changed = {k: v for k, v in fields.items() if getattr(row, k) != v}
+    if row.missing_since is not None:
+        changed["missing_since"] = None
+    if resurrect and getattr(row, "deleted_at", None) is not None:
+        changed["deleted_at"] = None
+    return changed
+
+
 def _store(model, account: ProviderAccount, external_id: str, fields: dict, resurrect: bool):
-    """Insert or update one row; the catalog version moves only on a real change."""
-    now = timezone.now()
+    """Insert or update one row; the catalog version moves only on a real change,
+    in the row's transaction (the delta feed)."""
     row = model.objects.filter(account=account, external_id=external_id).first()
-    if row is None:
-        try:
-            with transaction.atomic():
-                row = model.objects.create(
-                    account=account, external_id=external_id, first_seen=now, last_seen=now, **fields
-                )
-        except IntegrityError:  # inserted concurrently (a sync, another lookup)
-            return _store(model, account, external_id, fields, resurrect)
-    else:
-        changed = {k: v for k, v in fields.items() if getattr(row, k) != v}
-        if row.missing_since is not None:
-            changed["missing_since"] = None
-        if resurrect and getattr(row, "deleted_at", None) is not None:
-            changed["deleted_at"] = None
-        if not changed:
-            return row
-        changed["last_seen"] = now
-        for key, value in changed.items():
-            setattr(row, key, value)
-        row.save(update_fields=list(changed))
-    catalog_touch(account=account, image_ids=[row.pk] if model is Image else ())
+    if row is not None and not _changes(model, row, fields, resurrect):
+        return row
+    versioned = model is Image
+    with transaction.atomic():
+        version = catalog_touch(account=account)  # the account first, then the row
+        now = timezone.now()
+        stamp = {"changed_version": version} if versioned else {}
+        if row is None:
+            try:
+                with transaction.atomic():
+                    return model.objects.create(
+                        account=account,
+                        external_id=external_id,
+                        first_seen=now,
+                        last_seen=now,
+                        **fields,
+                        **stamp,
+                    )
+            except IntegrityError:  # inserted meanwhile (a sync, another lookup)
+                row = model.objects.get(account=account, external_id=external_id)
+        changed = _changes(model, row, fields, resurrect)
+        if changed:
+            changed.update(last_seen=now, **stamp)
+            for key, value in changed.items():
+                setattr(row, key, value)
+            row.save(update_fields=list(changed))
     return row
 
 

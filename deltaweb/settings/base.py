@@ -188,6 +188,11 @@ DELTAWEB_AUTH_CACHE_SECONDS = env.int("DELTAWEB_AUTH_CACHE_SECONDS", default=300
 # Rendered catalog documents kept per process (bytes), and the biggest one kept.
 DELTAWEB_RENDER_CACHE_BYTES = env.int("DELTAWEB_RENDER_CACHE_BYTES", default=64 * 1024 * 1024)
 DELTAWEB_RENDER_CACHE_MAX_ITEM = env.int("DELTAWEB_RENDER_CACHE_MAX_ITEM", default=16 * 1024 * 1024)
+
+# API collections (issue 9): the largest ?limit= page, and the size from which a
+# whole unpaginated list is streamed from a server-side cursor instead of kept.
+DELTAWEB_PAGE_MAX = env.int("DELTAWEB_PAGE_MAX", default=1000)
+DELTAWEB_STREAM_ROWS = env.int("DELTAWEB_STREAM_ROWS", default=5000)
 # A show of an id the cache does not know asks the provider, then remembers
 # the miss this long so a client cannot hammer the provider with unknown ids.
 DELTAWEB_NEGATIVE_LOOKUP_SECONDS = env.int("DELTAWEB_NEGATIVE_LOOKUP_SECONDS", default=30)
@@ -248,5 +253,8 @@ SPECTACULAR_SETTINGS = {
         {"name": "instances", "description": "The account's instances and their actions"},
         {"name": "driver", "description": "What the driver and the provider offer"},
     ],
-    "EXTERNAL_DOCS": {"description": "deltaweb's README", "url": "https://deltacloud.apache.org/"},
+    "EXTERNAL_DOCS": {
+        "description": "Apache Deltacloud, whose API this is",
+        "url": "https://deltacloud.apache.org/",
+    },
 }

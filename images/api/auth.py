@@ -6,6 +6,11 @@ is remembered in the cache under an HMAC of the credentials (the password
 itself is never stored), for a short time, together with a fingerprint of
 the user's password hash: changing the password (or deactivating the user)
 makes the remembered entry useless at once, in every process.
+
+On a remembered hit the user row is not read here: the request's one query
+(``images.api.context``: the account together with the user row) reads it,
+and ``confirm`` compares the fingerprint before anything else happens. A
+request that reads no account confirms with ``confirm_alone`` (one query).
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core.cache import cache
 from rest_framework import exceptions
 from rest_framework.authentication import BasicAuthentication
+
+# Set on a user built from a remembered verification until its row is confirmed.
+PENDING = "_deltaweb_unconfirmed"
 
 
 def _mac(*parts: str) -> str:
@@ -46,6 +54,32 @@ def _load_user(pk):
     return found[0] if found else None
 
 
+def _remembered_user(key: str, pk, fingerprint: str, username: str):
+    """A stand-in for the user until its row, read with the account, confirms it."""
+    user = get_user_model()(pk=pk, username=username)
+    user._state.adding = False
+    setattr(user, PENDING, (key, fingerprint))
+    return user
+
+
+def is_unconfirmed(user) -> bool:
+    return user is not None and hasattr(user, PENDING)
+
+
+def confirm(stand_in, row):
+    """The fresh user row if it still matches the remembered verification; else 401."""
+    key, fingerprint = getattr(stand_in, PENDING)
+    if row is not None and row.is_active and hmac.compare_digest(_fingerprint(row), fingerprint):
+        return row
+    cache.delete(key)
+    raise exceptions.AuthenticationFailed("Unauthorized")
+
+
+def confirm_alone(user):
+    """Confirm a remembered user by reading its row (requests that read no account)."""
+    return confirm(user, _load_user(user.pk)) if is_unconfirmed(user) else user
+
+
 class CachedBasicAuthentication(BasicAuthentication):
     """DRF Basic auth whose successful checks are remembered briefly."""
 
@@ -53,10 +87,7 @@ class CachedBasicAuthentication(BasicAuthentication):
         key = _cache_key(userid, password)
         remembered = cache.get(key)
         if remembered is not None:
-            user = _load_user(remembered[0])
-            if user is not None and user.is_active and hmac.compare_digest(_fingerprint(user), remembered[1]):
-                return user, None
-            cache.delete(key)
+            return _remembered_user(key, remembered[0], remembered[1], userid), None
         user = authenticate(request=request, username=userid, password=password)
         if user is None or not user.is_active:
             raise exceptions.AuthenticationFailed("Unauthorized")

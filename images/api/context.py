@@ -1,12 +1,21 @@
-"""Which driver, provider and account a request is about."""
+"""Which driver, provider and account a request is about.
+
+The warm authenticated read costs one database round trip: the account the
+request means and the user's row (to confirm remembered credentials) come
+back from one query.
+"""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import DEFAULT_DB_ALIAS
 
-from images.api.serializers import Urls
+from images.api import auth
+from images.api.representations.markup import Urls
 from images.models import ProviderAccount
 from images.services import NoAccount, UnknownDriver, account_resolve
 from providers.base import Driver
@@ -30,27 +39,89 @@ def base_url(request) -> str:
     return f"{request.scheme}://{request.get_host()}"
 
 
+@functools.cache
+def _user_and_account_sql() -> tuple[str, list[str], list[str]]:  # sql, user columns, user attnames
+    """The user row and, beside it, the account ``account_resolve`` would pick."""
+    user_meta, account_meta = get_user_model()._meta, ProviderAccount._meta
+    users = ProviderAccount.users.through._meta.db_table
+    groups = ProviderAccount.groups.through._meta.db_table
+    user_groups = get_user_model().groups.through._meta.db_table
+    user_columns = [f.column for f in user_meta.concrete_fields]
+    user_attnames = [f.attname for f in user_meta.concrete_fields]
+    account_columns = [f.column for f in account_meta.concrete_fields]
+    # The user's columns under names of their own (both tables have an `id`).
+    select = ", ".join([*(f"a.{c}" for c in account_columns), *(f"u.{c} AS dw_u_{c}" for c in user_columns)])
+    pick = (
+        f"SELECT b.id FROM {account_meta.db_table} b WHERE b.enabled = %s"
+        f" AND (u.is_superuser"
+        f" OR EXISTS (SELECT 1 FROM {users} t WHERE t.provideraccount_id = b.id AND t.user_id = u.id)"
+        f" OR EXISTS (SELECT 1 FROM {groups} g JOIN {user_groups} ug ON ug.group_id = g.group_id"
+        f" WHERE g.provideraccount_id = b.id AND ug.user_id = u.id))"
+        " {narrow} ORDER BY b.is_default DESC, b.id LIMIT 1"
+    )
+    sql = (
+        f"SELECT {select} FROM {user_meta.db_table} u"
+        f" LEFT JOIN {account_meta.db_table} a ON a.id = ({pick})"
+        f" WHERE u.{user_meta.pk.column} = %s"
+    )
+    return sql, user_columns, user_attnames
+
+
+def _no_account(driver: str | None, provider: str | None) -> NoAccount:
+    wanted = " ".join(
+        part for part in (driver and f"driver '{driver}'", provider and f"provider '{provider}'") if part
+    )
+    return NoAccount(f"No provider account{' for ' + wanted if wanted else ''} is available to this user")
+
+
+def resolve(user, driver: str | None, provider: str | None):
+    """(user, account) for the request: one query, which also confirms a
+    remembered user's row. Raises NoAccount when the user may use none."""
+    if not auth.is_unconfirmed(user):
+        return user, account_resolve(user=user, driver=driver, provider=provider)
+    if driver is not None and driver not in DRIVERS:
+        raise UnknownDriver(driver)
+    template, user_columns, user_attnames = _user_and_account_sql()
+    narrow, params = "", [True]
+    if driver is not None:
+        narrow, params = " AND b.driver = %s", [*params, driver]
+    if provider is not None:
+        narrow, params = narrow + " AND b.provider = %s", [*params, provider]
+    sql = template.replace("{narrow}", narrow)
+    found = next(iter(ProviderAccount.objects.raw(sql, [*params, user.pk])), None)
+    row = None
+    if found is not None:
+        values = [getattr(found, f"dw_u_{c}") for c in user_columns]
+        row = get_user_model().from_db(DEFAULT_DB_ALIAS, user_attnames, values)
+    confirmed = auth.confirm(user, row)
+    if found.pk is None:
+        raise _no_account(driver, provider)
+    return confirmed, found
+
+
 def build_context(request, *, needs_account: bool) -> ApiContext:
     """Resolve the request's account (when the view needs one) or just its driver.
 
     Views that describe a driver (``/api``, hardware profiles, instance
-    states) need no account; an authenticated user without a driver header
-    still gets the driver of their default account there.
+    states) need no account; an authenticated user (``?force_auth``) without
+    a driver header still gets the driver of their default account there.
     """
     django_request = getattr(request, "_request", request)
     driver, provider = getattr(django_request, "dc_selection", (None, None))
     urls = Urls(base_url(django_request))
     user = getattr(request, "user", None)
     if needs_account:
-        account = account_resolve(user=user, driver=driver, provider=provider)
+        request.user, account = resolve(user, driver, provider)
         return ApiContext(account.driver, account.provider or None, account, urls)
     if driver is None and user is not None and user.is_authenticated:
         try:
-            account = account_resolve(user=user, driver=None, provider=provider)
+            request.user, account = resolve(user, None, provider)
         except NoAccount:
-            pass
+            request.user = auth.confirm_alone(user)
         else:
             return ApiContext(account.driver, provider or account.provider or None, account, urls)
+    elif user is not None:
+        request.user = auth.confirm_alone(user)
     driver = driver or settings.DELTAWEB_DEFAULT_DRIVER
     if driver not in DRIVERS:
         raise UnknownDriver(driver)

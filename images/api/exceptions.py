@@ -14,9 +14,9 @@ from django.http import Http404, HttpRequest, HttpResponse, RawPostDataException
 from django.http.multipartparser import MultiPartParserError
 from rest_framework import exceptions as drf
 
-from images.api import serializers as s
 from images.api.negotiation import choose_format
 from images.api.renderers import CONTENT_TYPES
+from images.api.representations.errors import ErrorDoc, error_document
 from images.crypto import CredentialsUnreadable
 from images.services import NoAccount, UnknownDriver, account_flag
 from providers import exceptions as pe
@@ -31,6 +31,7 @@ GENERIC = {
     405: "Method Not Allowed",
     406: "Not Acceptable",
     409: "Resource Conflict",
+    410: "Gone",
     412: "Precondition Failed",
     413: "Request Entity Too Large",
     415: "Unsupported Media Type",
@@ -158,21 +159,9 @@ def error_response(
     driver = context.driver if context else (selection[0] or settings.DELTAWEB_DEFAULT_DRIVER)
     provider = (context.provider if context else selection[1]) or "default"
     error_class = ERROR_CLASSES.get(status, "Deltacloud::Exceptions::DeltacloudException")
-    if fmt == "json":
-        body = s.error_json(status, message, error_class)
-    elif fmt == "html":
-        from images.api import html
-
-        body = html.error_page(status, message, django_request.path, driver, provider)
-    else:
-        body = s.error_xml(
-            status,
-            django_request.path,
-            driver,
-            provider,
-            message,
-            request_params(request, route_kwargs),
-        )
+    params = request_params(request, route_kwargs)
+    error = ErrorDoc(status, django_request.path, driver, provider, message, error_class, params)
+    body = error_document(fmt, error)
     return HttpResponse(body, status=status, content_type=CONTENT_TYPES[fmt])
 
 

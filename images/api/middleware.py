@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from deltaweb.version import VERSION_HEADER
+
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -35,7 +37,8 @@ class DeltacloudMiddleware:
       request parameters (``request.dc_matrix``); the advertised action links
       use this form. Member ids are left alone: an id may contain ``;``.
     * ``_method=delete`` in a form POST is a DELETE (the HTML forms use it).
-    * Every API response carries ``Server`` and ``X-Deltacloud-*`` headers.
+    * Every API response carries ``Server`` (exactly the real server's),
+      ``X-Deltaweb-Version`` and ``X-Deltacloud-*`` headers.
     """
 
     def __init__(self, get_response) -> None:
@@ -89,6 +92,7 @@ class DeltacloudMiddleware:
         if not request.META.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
             # gunicorn writes the Server header itself (deltaweb/gunicorn_conf.py).
             response["Server"] = settings.DELTAWEB_SERVER_HEADER
+        response[VERSION_HEADER[0]] = VERSION_HEADER[1]
         context = getattr(request, "dc_context", None)
         driver = context.driver if context else (request.dc_selection[0] or settings.DELTAWEB_DEFAULT_DRIVER)
         provider = context.provider if context else request.dc_selection[1]

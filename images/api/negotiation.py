@@ -1,8 +1,9 @@
 """Deltacloud's format negotiation (spec §3), as a DRF negotiation class.
 
 ``?format=`` wins over Accept; no (or an empty) Accept means XML; ``*/*``
-means HTML; q-values order the types and, among equal q-values, the type
-listed later wins, as the real server did. Anything else is a 406.
+means HTML; q-values order the types and, among equal q-values, a named type
+beats a wildcard and the type listed later wins, as the real server did.
+Anything else is a 406.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def choose_format(query_format: str | None, accept: str, supported: tuple[str, .
         return query_format if query_format in supported else None
     if not accept.strip():
         return "xml" if "xml" in supported else supported[0]
-    # Highest q first; among equal q the later entry first.
-    for _, _, media in sorted(_parse_accept(accept), key=lambda e: (-e[0], -e[1])):
+    # Highest q first; among equal q a named type before a wildcard (RFC 9110
+    # §12.5.1: `application/json, text/plain, */*` is JSON), then the later entry.
+    for _, _, media in sorted(_parse_accept(accept), key=lambda e: (-e[0], e[2].count("*"), -e[1])):
         fmt = MEDIA_FORMATS.get(media)
         if fmt in supported:
             return fmt

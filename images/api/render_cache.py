@@ -20,10 +20,22 @@ from django.conf import settings
 class Rendered:
     body: bytes
     etag: str
+    # Headers that belong to the document (a page's Link), kept with it.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
-def make_rendered(body: bytes) -> Rendered:
-    return Rendered(body, '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"')
+Document = bytes | tuple[bytes, tuple[tuple[str, str], ...]]
+
+
+def make_rendered(document: Document) -> Rendered:
+    body, headers = (document, ()) if isinstance(document, bytes) else document
+    return Rendered(body, '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"', headers)
+
+
+def key_etag(key: Hashable) -> str:
+    """A weak ETag for a document too big to keep: its key names one catalog
+    version, so equal keys mean equal documents in every process."""
+    return 'W/"' + hashlib.md5(repr(key).encode(), usedforsecurity=False).hexdigest() + '"'
 
 
 class RenderCache:
@@ -38,15 +50,21 @@ class RenderCache:
         self.hits = 0
         self.misses = 0
 
-    def get_or_render(self, key: Hashable, render: Callable[[], bytes]) -> Rendered:
+    def get(self, key: Hashable) -> Rendered | None:
         with self._lock:
             found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return found
-            self.misses += 1
-        rendered = make_rendered(render())
+            if found is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return found
+
+    def get_or_render(self, key: Hashable, render: Callable[[], Document]) -> Rendered:
+        found = self.get(key)
+        return found if found is not None else self.put(key, make_rendered(render()))
+
+    def put(self, key: Hashable, rendered: Rendered) -> Rendered:
         size = len(rendered.body)
         if size <= self.max_item:
             with self._lock:

@@ -126,3 +126,63 @@ def test_rejected_account_credentials_are_502_naming_the_account(client, api_use
     assert "expired-Secret" not in response.content.decode()
     account = ProviderAccount.objects.get(name="stale-keys")
     assert account.needs_attention and "stale-keys" in account.attention_reason
+
+
+# -- the remembered verification is confirmed by the request's one query -------------
+
+
+def _remember(client):
+    assert client.get("/api/images", HTTP_AUTHORIZATION=basic()).status_code == 200
+
+
+def test_a_deactivated_user_is_refused_at_once(client, synced_account, api_user):
+    _remember(client)
+    api_user.is_active = False
+    api_user.save()
+    for path in ["/api/images", "/api/images/img1", "/api?force_auth=1", "/api;driver=mock?force_auth=1"]:
+        assert client.get(path, HTTP_AUTHORIZATION=basic()).status_code == 401, path
+
+
+def test_a_deleted_user_is_refused_at_once(client, synced_account, api_user):
+    _remember(client)
+    api_user.delete()
+    assert client.get("/api/images", HTTP_AUTHORIZATION=basic()).status_code == 401
+
+
+def test_a_password_change_refuses_even_routes_that_read_no_account(client, synced_account, api_user):
+    _remember(client)
+    api_user.set_password("n3w-Secret!")
+    api_user.save()
+    assert client.get("/api;driver=mock/drivers?force_auth=1", HTTP_AUTHORIZATION=basic()).status_code == 401
+
+
+def test_remembered_users_reach_accounts_through_groups_and_as_superusers(client, db):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from images import sync
+    from tests.conftest import make_account
+
+    grouped = get_user_model().objects.create_user("grouped", password="pw-grouped-1")
+    get_user_model().objects.create_superuser("boss", password="pw-boss-1")
+    team = Group.objects.create(name="team")
+    grouped.groups.add(team)
+    account = make_account("team-mock")
+    account.groups.add(team)
+    sync.catalog_sync(account=account)
+    for username, password in [("grouped", "pw-grouped-1"), ("boss", "pw-boss-1")]:
+        for _ in range(2):  # verified, then remembered
+            response = client.get("/api/images", HTTP_AUTHORIZATION=basic(username, password))
+            assert response.status_code == 200, username
+            assert b"img1" in response.content
+
+
+def test_a_remembered_user_without_an_account_is_403(client, synced_account):
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_user("lonely", password="pw-lonely-1")
+    for _ in range(2):
+        assert client.get("/api/images", HTTP_AUTHORIZATION=basic("lonely", "pw-lonely-1")).status_code == 403
+    headers = {"HTTP_AUTHORIZATION": basic()}
+    assert client.get("/api/images", HTTP_X_DELTACLOUD_DRIVER="ec2", **headers).status_code == 403
+    assert client.get("/api/images", HTTP_X_DELTACLOUD_DRIVER="nonsense", **headers).status_code == 400

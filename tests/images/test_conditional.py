@@ -3,6 +3,7 @@
 import hashlib
 
 import pytest
+from django.conf import settings
 
 from images import services, sync
 
@@ -28,7 +29,8 @@ def test_every_200_has_an_etag_of_its_body(auth_client, synced_account, path):
     assert response.status_code == 200
     assert response["ETag"] == '"' + hashlib.md5(response.content).hexdigest() + '"'
     assert response["Cache-Control"] == "max-age=0, private, must-revalidate"
-    assert response["Server"].startswith("Apache-Deltacloud/1.1.3 deltaweb/")
+    assert response["Server"] == "Apache-Deltacloud/1.1.3"
+    assert response["X-Deltaweb-Version"] == settings.DELTAWEB_VERSION
 
 
 @pytest.mark.parametrize("form", ["{}", "W/{}", "{bare}", '"other", {}', "*"])

@@ -163,3 +163,41 @@ def test_html_forms_for_new_images_and_instances(
         )
     assert created.status_code == 201 and created["Content-Type"] == "text/html"
     assert "from-browser" in created.content.decode()
+
+
+# What real clients send (captured from each library's defaults).
+CLIENT_ACCEPTS = [
+    # rest-client 1.6 (the Deltacloud Ruby client's transport): XML, not HTML
+    ("rest-client 1.6", "*/*; q=0.5, application/xml", "application/xml"),
+    # rest-client 2.x
+    ("rest-client 2", "*/*", "text/html"),
+    # faraday (no Accept of its own) and libcurl without -H
+    ("faraday", None, "application/xml"),
+    ("libcurl", None, "application/xml"),
+    # python-requests and curl send */* alone: HTML, as the real server answered
+    ("python-requests", "*/*", "text/html"),
+    ("curl", "*/*", "text/html"),
+    # deltacloud-client asks for what it parses
+    ("deltacloud-client", "application/xml", "application/xml"),
+    ("json client", "application/json, text/plain, */*", "application/json"),
+    (
+        "chrome",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,"
+        "*/*;q=0.8,application/signed-exchange;v=b3;q=0.7",
+        "text/html",
+    ),
+    ("firefox", BROWSER, "text/html"),
+    ("safari", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "text/html"),
+    ("old msie", "image/gif, image/jpeg, */*", "text/html"),
+]
+
+
+@pytest.mark.parametrize(("client_name", "accept", "expected"), CLIENT_ACCEPTS)
+@pytest.mark.parametrize("path", ["/api", "/api/images", "/api/images/img1"])
+def test_common_clients_get_the_format_they_expect(
+    auth_client, synced_account, client_name, accept, expected, path
+):
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    response = auth_client.get(path, **headers)
+    assert response.status_code == 200, client_name
+    assert response["Content-Type"] == expected, client_name

@@ -480,7 +480,10 @@ def test_adoption_merges_into_a_row_a_sync_inserted_meanwhile(
     sync.catalog_sync(account=account)  # ...and a sync lists it before the poller adopts it
     op = drive(op.pk)
     assert op.status == OP.SUCCEEDED
-    rows = Image.objects.filter(account=account, name="raced")
+    rows = Image.objects.filter(account=account, name="raced", deleted_at__isnull=True)
     assert [r.external_id for r in rows] == [op.external_id]  # one row, the real id
+    # the placeholder stays as a tombstone until purged, so the delta feed reports it gone
+    gone = Image.objects.filter(account=account, name="raced", deleted_at__isnull=False)
+    assert [(r.external_id, r.missing_since is not None) for r in gone] == [("PENDING-raced", True)]
     assert op.image_id == rows[0].pk
     assert image_xml(auth_client, "PENDING-raced").status_code == 200

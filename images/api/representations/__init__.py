@@ -1,0 +1,1 @@
+"""One module per resource with its XML, JSON and HTML forms (see base.py)."""
