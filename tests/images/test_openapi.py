@@ -211,6 +211,25 @@ def test_reads_validate_in_every_format(auth_client, anonymous, checker, synced_
     assert checker.check(again, "/api/images/img1").status_code == 304
 
 
+def test_pages_and_the_change_feed_validate(auth_client, checker, synced_account):
+    for fmt in FORMATS:
+        first = exercise(auth_client, checker, "get", "/api/images?limit=1&sort=-name", fmt)
+        assert first.status_code == 200 and 'rel="next"' in first["Link"]
+        exercise(auth_client, checker, "get", "/api/images?limit=2&marker=img1", fmt)
+        for bad in ("limit=0", "limit=x", "sort=size", "marker=nope&limit=1", "changes_since=garbage"):
+            refused = exercise(auth_client, checker, "get", f"/api/images?{bad}", fmt)
+            assert refused.status_code == 400, (bad, fmt)
+    page = json.loads(exercise(auth_client, checker, "get", "/api/images?limit=1").content)
+    assert page["next"].startswith("http")
+    # the feed: a full listing of changes, then nothing new since its token
+    feed = exercise(auth_client, checker, "get", "/api/images?changes_since=")
+    token = feed["X-Deltaweb-Changes-Token"]
+    assert json.loads(feed.content)["changes_token"] == token
+    since = exercise(auth_client, checker, "get", f"/api/images?changes_since={token}")
+    assert json.loads(since.content)["images"] == []
+    checker.check(auth_client.get(f"/api/images?changes_since={token}&format=xml"), "/api/images")
+
+
 def test_failures_are_declared_error_documents(auth_client, anonymous, checker, synced_account, api_user):
     for fmt in FORMATS:
         # 401: wrong credentials, and force_auth without them
@@ -306,6 +325,7 @@ def test_the_checker_catches_what_the_document_does_not_say(checker):
 def test_every_operation_is_exercised(auth_client, anonymous, checker, synced_account, api_user):
     test_reads_validate_in_every_format(auth_client, anonymous, checker, synced_account)
     test_writes_validate(auth_client, anonymous, checker, synced_account)
+    test_pages_and_the_change_feed_validate(auth_client, checker, synced_account)
     described = {(path, method) for path, item in checker.document["paths"].items() for method in item}
     assert described - checker.seen == set()
 
