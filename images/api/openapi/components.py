@@ -500,5 +500,4 @@ RESPONSES: dict[str, Schema] = {
         "description": "`If-None-Match` matched the ETag (no body)",
         "headers": {"ETag": ref("headers", "ETag"), "Cache-Control": ref("headers", "Cache-Control")},
     },
-    "Deleted": {"description": "Deleted (browsers' forms are sent back to the list with a 302 instead)"},
 }
