@@ -6,7 +6,7 @@ it walks the real URL configuration, names path parameters, derives media
 types from the views' renderers and parsers, and security from their
 authentication and permission classes. What each operation answers comes
 from the declarative table ``images/api/openapi/operations.py`` and the
-shapes from ``images/api/openapi/components.py``; a route missing from the
+shapes from ``images/api/openapi/shapes.py``; a route missing from the
 table (or an entry whose route is gone) stops the generation.
 
 ``/openapi.json`` sits outside ``/api`` on purpose: everything under ``/api``
