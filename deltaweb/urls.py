@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponsePermanentRedirect
 from django.urls import include, path
 
+from images.api.schema import openapi_json
+
 
 def root(request: HttpRequest) -> HttpResponsePermanentRedirect:
     """``GET /``: 301 to the entry point, with an absolute Location as Sinatra sent."""
@@ -13,6 +15,7 @@ def root(request: HttpRequest) -> HttpResponsePermanentRedirect:
 urlpatterns = [
     path("", root, name="root"),
     path("admin/", admin.site.urls),
+    path("openapi.json", openapi_json, name="openapi"),
     path("", include("images.api.urls")),
 ]
 

@@ -239,3 +239,33 @@ DELTAWEB_HEALTH_DIR = Path(env("DELTAWEB_HEALTH_DIR", default=str(DATA_DIR / "he
 # A worker whose every child runs a task started less than this long ago is
 # busy, not stuck (a long catalog listing).
 DELTAWEB_WORKER_TASK_MAX_SECONDS = env.int("DELTAWEB_WORKER_TASK_MAX_SECONDS", default=3600)
+
+# -- The OpenAPI document (drf-spectacular; images/api/schema.py), served at /openapi.json --
+INSTALLED_APPS += ["drf_spectacular"]
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "images.api.schema.DeltacloudAutoSchema"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "deltaweb: the Deltacloud Images API",
+    "DESCRIPTION": (
+        "Apache Deltacloud 1.1.3's API, wire-compatible, served by deltaweb. XML is the default; "
+        "`?format=xml|json|html` wins over `Accept`, and `Accept: */*` alone gives HTML. "
+        "JSON is Deltacloud 1.1's dictionary dialect; XML documents are the real server's, byte for "
+        "byte. Errors are Deltacloud error documents in the negotiated format. The account is chosen "
+        "with the `X-Deltacloud-Driver`/`X-Deltacloud-Provider` headers or matrix parameters on the "
+        "root (`/api;driver=ec2;provider=us-east-1/images`), else the user's default account serves."
+    ),
+    "VERSION": DELTAWEB_API_VERSION,
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "PREPROCESSING_HOOKS": ["images.api.schema.drop_aliases"],
+    "POSTPROCESSING_HOOKS": ["images.api.schema.check_routes"],
+    "TAGS": [
+        {"name": "api", "description": "The entry point"},
+        {"name": "images", "description": "The cached image catalog of the request's account"},
+        {"name": "instances", "description": "The account's instances and their actions"},
+        {"name": "driver", "description": "What the driver and the provider offer"},
+    ],
+    "EXTERNAL_DOCS": {
+        "description": "Apache Deltacloud, whose API this is",
+        "url": "https://deltacloud.apache.org/",
+    },
+}
