@@ -30,16 +30,25 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A free port; within BENCH_PORT_RANGE (e.g. ``18500-18599``) when set."""
+    """A free port, never one handed out before (servers bind them later);
+    within BENCH_PORT_RANGE (e.g. ``18500-18599``) when set."""
     low, _, high = os.environ.get("BENCH_PORT_RANGE", "0-0").partition("-")
     for port in range(int(low), int(high) + 1):
+        if port and port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return s.getsockname()[1]
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
     raise RuntimeError("no free port in BENCH_PORT_RANGE")
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
+from django.db.models.expressions import OrderBy
 
 from images import services
 from images.models import Image, Instance, ProviderAccount
@@ -35,11 +36,13 @@ class Sort:
     column: str = "external_id"
     descending: bool = False
 
-    def order(self) -> tuple[str, ...]:
-        sign = "-" if self.descending else ""
-        if self.column == "external_id":
-            return (f"{sign}external_id",)
-        return (f"{sign}{self.column}", f"{sign}external_id")
+    def order(self) -> tuple[OrderBy, ...]:
+        # NULLs last ascending, first descending: PostgreSQL's own order (so its
+        # indexes serve it), spelled out so every database pages the same way.
+        columns = ("external_id",) if self.column == "external_id" else (self.column, "external_id")
+        if self.descending:
+            return tuple(F(c).desc(nulls_first=True) for c in columns)
+        return tuple(F(c).asc(nulls_last=True) for c in columns)
 
 
 def _last_values(params: Mapping, names: Sequence[str]) -> Filters:
@@ -75,8 +78,7 @@ def _visible_images(account: ProviderAccount) -> QuerySet:
 
 
 def _after(marker_value, marker_id: str, sort: Sort) -> Q:
-    """Rows after the marker in (column, external_id) order; NULLs sort last
-    ascending and first descending, as PostgreSQL orders them."""
+    """Rows after the marker in (column, external_id) order (``Sort.order``)."""
     col, desc = sort.column, sort.descending
     beyond = "lt" if desc else "gt"
     id_after = Q(**{f"external_id__{beyond}": marker_id})
