@@ -80,7 +80,7 @@ _static = None
 
 def static_application(environ, start_response):
     global _static
-    if _static is None:
+    if _static is None or not _static[0]:  # the files are written once the servers are up
         _static = _load_static()
     documents, remembered = _static
     if not hmac.compare_digest(_mac(environ.get("HTTP_AUTHORIZATION", "")), remembered):

@@ -49,6 +49,7 @@ def _threads(url, headers, seconds, workers) -> Result:
     match = re.match(r"http://([^/:]+):(\d+)(/.*)", url)
     host, port, path = match.group(1), int(match.group(2)), match.group(3)
     latencies: list[float] = []
+    errors: list[str] = []
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
@@ -61,7 +62,9 @@ def _threads(url, headers, seconds, workers) -> Result:
             response = conn.getresponse()
             response.read()
             if response.status >= 400 or (response.status >= 300 and response.status != 304):
-                raise RuntimeError(f"{url}: HTTP {response.status}")
+                with lock:
+                    errors.append(f"{url}: HTTP {response.status}")
+                return
             mine.append(time.perf_counter() - t0)
         with lock:
             latencies.extend(mine)
@@ -73,6 +76,8 @@ def _threads(url, headers, seconds, workers) -> Result:
     for t in threads:
         t.join()
     elapsed = time.monotonic() - start
+    if errors:
+        raise RuntimeError(errors[0])
     latencies.sort()
     p = lambda q: latencies[int(q * (len(latencies) - 1))] * 1000 if latencies else None  # noqa: E731
     return Result(len(latencies) / elapsed, p(0.5), p(0.99), "python")

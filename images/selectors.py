@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
+from django.db.models.expressions import OrderBy
 
 from images import services
 from images.models import Image, Instance, ProviderAccount
@@ -35,11 +36,13 @@ class Sort:
     column: str = "external_id"
     descending: bool = False
 
-    def order(self) -> tuple[str, ...]:
-        sign = "-" if self.descending else ""
-        if self.column == "external_id":
-            return (f"{sign}external_id",)
-        return (f"{sign}{self.column}", f"{sign}external_id")
+    def order(self) -> tuple[OrderBy, ...]:
+        # NULLs last ascending, first descending: PostgreSQL's own order (so its
+        # indexes serve it), spelled out so every database pages the same way.
+        columns = ("external_id",) if self.column == "external_id" else (self.column, "external_id")
+        if self.descending:
+            return tuple(F(c).desc(nulls_first=True) for c in columns)
+        return tuple(F(c).asc(nulls_last=True) for c in columns)
 
 
 def _last_values(params: Mapping, names: Sequence[str]) -> Filters:
@@ -74,19 +77,26 @@ def _visible_images(account: ProviderAccount) -> QuerySet:
     return Image.objects.filter(account=account, missing_since__isnull=True, deleted_at__isnull=True)
 
 
-def _after(marker_value, marker_id: str, sort: Sort) -> Q:
-    """Rows after the marker in (column, external_id) order; NULLs sort last
-    ascending and first descending, as PostgreSQL orders them."""
+def _after(marker_value, marker_id: str, sort: Sort, nullable: bool) -> list[Q]:
+    """The rows after the marker in ``Sort.order``, as conditions to read in turn.
+
+    Each is a range an index on (account, column, external_id) scans in order
+    and stops after one page: the redundant bound (``column >= value``) is what
+    lets the database start the scan at the marker instead of filtering.
+    NULLs (nullable columns only) come last ascending and first descending.
+    """
     col, desc = sort.column, sort.descending
-    beyond = "lt" if desc else "gt"
+    beyond, bound = ("lt", "lte") if desc else ("gt", "gte")
     id_after = Q(**{f"external_id__{beyond}": marker_id})
     if col == "external_id":
-        return id_after
+        return [id_after]
     if marker_value is None:
-        tie = Q(**{f"{col}__isnull": True}) & id_after
-        return tie | Q(**{f"{col}__isnull": False}) if desc else tie
-    after = Q(**{f"{col}__{beyond}": marker_value}) | (Q(**{col: marker_value}) & id_after)
-    return after if desc else after | Q(**{f"{col}__isnull": True})
+        null_tail = Q(**{f"{col}__isnull": True}) & id_after
+        return [null_tail, Q(**{f"{col}__isnull": False})] if desc else [null_tail]
+    ranged = Q(**{f"{col}__{bound}": marker_value}) & (
+        Q(**{f"{col}__{beyond}": marker_value}) | (Q(**{col: marker_value}) & id_after)
+    )
+    return [ranged, Q(**{f"{col}__isnull": True})] if nullable and not desc else [ranged]
 
 
 def _page(
@@ -94,12 +104,19 @@ def _page(
 ) -> tuple[list, bool]:
     """One keyset page of ``visible`` and whether more follow; the marker is
     looked up among ``every`` row of the account (it may have vanished meanwhile)."""
+    segments = [Q()]
     if marker is not None:
         found = list(every.filter(external_id=marker).values_list(sort.column, flat=True)[:1])
         if not found:
             raise UnknownMarker(marker)
-        visible = visible.filter(_after(found[0], marker, sort))
-    rows = list(visible.order_by(*sort.order()).values_list(*row._fields)[: limit + 1])
+        nullable = visible.model._meta.get_field(sort.column).null
+        segments = _after(found[0], marker, sort, nullable)
+    rows: list = []
+    for segment in segments:
+        query = visible.filter(segment).order_by(*sort.order()).values_list(*row._fields)
+        rows += query[: limit + 1 - len(rows)]
+        if len(rows) > limit:
+            break
     return [row._make(r) for r in rows[:limit]], len(rows) > limit
 
 

@@ -8,11 +8,12 @@ back from one query.
 from __future__ import annotations
 
 import functools
+import weakref
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connection
 
 from images.api import auth
 from images.api.representations.markup import Urls
@@ -40,8 +41,10 @@ def base_url(request) -> str:
 
 
 @functools.cache
-def _user_and_account_sql() -> tuple[str, list[str], list[str]]:  # sql, user columns, user attnames
-    """The user row and, beside it, the account ``account_resolve`` would pick."""
+def _user_and_account_sql() -> tuple[str, list[str], list[str]]:
+    """(SQL, user columns, user attnames): the user row and, beside it, the account
+    ``account_resolve`` would pick. The placeholders are named: enabled, driver and
+    provider (NULL: any), user."""
     user_meta, account_meta = get_user_model()._meta, ProviderAccount._meta
     users = ProviderAccount.users.through._meta.db_table
     groups = ProviderAccount.groups.through._meta.db_table
@@ -52,19 +55,43 @@ def _user_and_account_sql() -> tuple[str, list[str], list[str]]:  # sql, user co
     # The user's columns under names of their own (both tables have an `id`).
     select = ", ".join([*(f"a.{c}" for c in account_columns), *(f"u.{c} AS dw_u_{c}" for c in user_columns)])
     pick = (
-        f"SELECT b.id FROM {account_meta.db_table} b WHERE b.enabled = %s"
+        f"SELECT b.id FROM {account_meta.db_table} b WHERE b.enabled = {{enabled}}"
         f" AND (u.is_superuser"
         f" OR EXISTS (SELECT 1 FROM {users} t WHERE t.provideraccount_id = b.id AND t.user_id = u.id)"
         f" OR EXISTS (SELECT 1 FROM {groups} g JOIN {user_groups} ug ON ug.group_id = g.group_id"
         f" WHERE g.provideraccount_id = b.id AND ug.user_id = u.id))"
-        " {narrow} ORDER BY b.is_default DESC, b.id LIMIT 1"
+        " AND ({driver} IS NULL OR b.driver = {driver}) AND ({provider} IS NULL OR b.provider = {provider})"
+        " ORDER BY b.is_default DESC, b.id LIMIT 1"
     )
     sql = (
         f"SELECT {select} FROM {user_meta.db_table} u"
         f" LEFT JOIN {account_meta.db_table} a ON a.id = ({pick})"
-        f" WHERE u.{user_meta.pk.column} = %s"
+        f" WHERE u.{user_meta.pk.column} = {{user}}"
     )
     return sql, user_columns, user_attnames
+
+
+# Raw connections the statement is prepared on: planning it costs several
+# times its execution, and this query runs on every authenticated read.
+_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+PREPARED = "deltaweb_user_and_account"
+
+
+def _statement(driver: str | None, provider: str | None, user_pk) -> tuple[str, list]:
+    """The SQL and its parameters: EXECUTE of a prepared statement on
+    PostgreSQL, the query itself elsewhere."""
+    template = _user_and_account_sql()[0]
+    if connection.vendor != "postgresql":
+        sql = template.format(enabled="%s", driver="%s", provider="%s", user="%s")
+        return sql, [True, driver, driver, provider, provider, user_pk]
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw not in _prepared:
+        sql = template.format(enabled="$1", driver="$2", provider="$3", user="$4")
+        with connection.cursor() as cursor:
+            cursor.execute(f"PREPARE {PREPARED} (boolean, varchar, varchar, integer) AS {sql}")
+        _prepared[raw] = True
+    return f"EXECUTE {PREPARED} (%s, %s, %s, %s)", [True, driver, provider, user_pk]
 
 
 def _no_account(driver: str | None, provider: str | None) -> NoAccount:
@@ -81,14 +108,8 @@ def resolve(user, driver: str | None, provider: str | None):
         return user, account_resolve(user=user, driver=driver, provider=provider)
     if driver is not None and driver not in DRIVERS:
         raise UnknownDriver(driver)
-    template, user_columns, user_attnames = _user_and_account_sql()
-    narrow, params = "", [True]
-    if driver is not None:
-        narrow, params = " AND b.driver = %s", [*params, driver]
-    if provider is not None:
-        narrow, params = narrow + " AND b.provider = %s", [*params, provider]
-    sql = template.replace("{narrow}", narrow)
-    found = next(iter(ProviderAccount.objects.raw(sql, [*params, user.pk])), None)
+    _, user_columns, user_attnames = _user_and_account_sql()
+    found = next(iter(ProviderAccount.objects.raw(*_statement(driver, provider, user.pk))), None)
     row = None
     if found is not None:
         values = [getattr(found, f"dw_u_{c}") for c in user_columns]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from images.api import html
-from images.api.representations.markup import XML_PROLOG, attr, cdata, dump_json
+from images.api.representations.markup import XML_PROLOG, attr, cdata, dump_json, esc
 
 
 @dataclass(frozen=True)
@@ -22,9 +22,9 @@ class ErrorDoc:
 
 def _xml(e: ErrorDoc) -> bytes:
     out = [
-        XML_PROLOG + f"<error status='{e.status}' url='{attr(e.url)}'>",
+        XML_PROLOG + f"<error status='{attr(e.status)}' url='{attr(e.url)}'>",
         f"  <backend driver='{attr(e.driver)}' provider='{attr(e.provider)}'></backend>",
-        f"  <code>{e.status}</code>",
+        f"  <code>{esc(e.status)}</code>",
         f"  <message>{cdata(e.message)}</message>",
         "  <backtrace>",
         f"    {cdata('')}",

@@ -27,7 +27,9 @@ class HardwareProfiles(Representation):
             f"{i}  <name>{esc(hwp.id)}</name>",
         ]
         for p in hwp.properties:
-            attrs = f"kind='{p.kind}' name='{attr(p.name)}' unit='{attr(p.unit)}' value='{attr(p.value)}'"
+            attrs = (
+                f"kind='{attr(p.kind)}' name='{attr(p.name)}' unit='{attr(p.unit)}' value='{attr(p.value)}'"
+            )
             if p.kind == "fixed":
                 out.append(f"{i}  <property {attrs} />")
                 continue

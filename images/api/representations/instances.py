@@ -87,7 +87,7 @@ class Instances(Representation):
             out.append(f"{i}  </hardware_profile>")
         out.append(f"{i}  <actions>")
         for rel, method, href in instance_links(inst, urls, opts):
-            out.append(f"{i}    <link href='{attr(href)}' method='{method}' rel='{rel}' />")
+            out.append(f"{i}    <link href='{attr(href)}' method='{attr(method)}' rel='{attr(rel)}' />")
         out.append(f"{i}  </actions>")
         if inst.launch_time:
             out.append(f"{i}  <launch_time>{esc(inst.launch_time)}</launch_time>")
