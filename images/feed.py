@@ -90,6 +90,16 @@ def current_token(*, account: ProviderAccount) -> str:
     return encode_token(account.pk, version)
 
 
+def token_at(*, account: ProviderAccount) -> str:
+    """The token for the catalog version ``account`` was loaded with; no query.
+
+    For a full listing read after the account row (as every request loads
+    it first): the listing shows at least that version, so nothing after the
+    token is missed, at worst a change is reported again.
+    """
+    return encode_token(account.pk, account.catalog_version)
+
+
 def changes(
     *, account: ProviderAccount, token: str | None, q: Q, fields: Sequence[str], limit: int | None = None
 ) -> Changes:
