@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models.expressions import RawSQL
 from django.utils.crypto import salted_hmac
 
 from images.models import Image, ProviderAccount
@@ -32,6 +33,7 @@ from images.models import Image, ProviderAccount
 _SALT = "deltaweb.images.feed"
 _MAC_BYTES = 8
 _GONE = "_feed_gone"
+_AFTER_SQL = f"({Image._meta.db_table}.changed_version, {Image._meta.db_table}.id) > (%s, %s)"
 
 
 class BadToken(ValueError):
@@ -90,6 +92,16 @@ def current_token(*, account: ProviderAccount) -> str:
     return encode_token(account.pk, version)
 
 
+def token_at(*, account: ProviderAccount) -> str:
+    """The token for the catalog version ``account`` was loaded with; no query.
+
+    For a full listing read after the account row (as every request loads
+    it first): the listing shows at least that version, so nothing after the
+    token is missed, at worst a change is reported again.
+    """
+    return encode_token(account.pk, account.catalog_version)
+
+
 def changes(
     *, account: ProviderAccount, token: str | None, q: Q, fields: Sequence[str], limit: int | None = None
 ) -> Changes:
@@ -120,10 +132,12 @@ def changes(
     rows = Image.objects.filter(q, account_id=account.pk, changed_version__lte=version)
     if position is not None:
         since, after_id = position
-        later = Q(changed_version__gt=since)
-        if after_id is not None:
-            later |= Q(changed_version=since, pk__gt=after_id)
-        rows = rows.filter(later)
+        if after_id is None:
+            rows = rows.filter(changed_version__gt=since)
+        else:
+            # A row comparison, so the index bounds the scan at the position
+            # (an OR of the two cases would scan the version from its start).
+            rows = rows.filter(RawSQL(_AFTER_SQL, (since, after_id), output_field=BooleanField()))
     gone = ExpressionWrapper(
         Q(missing_since__isnull=False) | Q(deleted_at__isnull=False), output_field=BooleanField()
     )

@@ -256,7 +256,7 @@ def instance_row_values(inst: ProviderInstance) -> tuple[str, tuple]:
     )
 
 
-def _changes(model, row, fields: dict, resurrect: bool) -> dict:
+def _changes(row, fields: dict, resurrect: bool) -> dict:
     changed = {k: v for k, v in fields.items() if getattr(row, k) != v}
     if row.missing_since is not None:
         changed["missing_since"] = None
@@ -269,7 +269,7 @@ def _store(model, account: ProviderAccount, external_id: str, fields: dict, resu
     """Insert or update one row; the catalog version moves only on a real change,
     in the row's transaction (the delta feed)."""
     row = model.objects.filter(account=account, external_id=external_id).first()
-    if row is not None and not _changes(model, row, fields, resurrect):
+    if row is not None and not _changes(row, fields, resurrect):
         return row
     versioned = model is Image
     with transaction.atomic():
@@ -289,7 +289,7 @@ def _store(model, account: ProviderAccount, external_id: str, fields: dict, resu
                     )
             except IntegrityError:  # inserted meanwhile (a sync, another lookup)
                 row = model.objects.get(account=account, external_id=external_id)
-        changed = _changes(model, row, fields, resurrect)
+        changed = _changes(row, fields, resurrect)
         if changed:
             changed.update(last_seen=now, **stamp)
             for key, value in changed.items():

@@ -45,6 +45,17 @@ def test_no_token_lists_every_known_row_and_a_token_for_now(synced_account):
     assert again.rows == [] and again.token == result.token == current_token(account=synced_account)
 
 
+def test_the_token_of_a_loaded_account_costs_no_query(synced_account, django_assert_num_queries):
+    account = fresh(synced_account)
+    with django_assert_num_queries(0):
+        token = feed.token_at(account=account)
+    assert token == current_token(account=account)
+    services.build_driver(account=account).destroy_image("img1")
+    sync.catalog_sync(account=fresh(account))
+    # the listing read after that account row showed at least its version
+    assert ids(changes(account=account, token=token, q=EVERYTHING, fields=FIELDS)) == [("img1", True)]
+
+
 def test_a_create_through_the_api_is_a_change(synced_account, api_user):
     token = current_token(account=synced_account)
     image, _op = operations.image_create(

@@ -137,3 +137,62 @@ def test_concurrent_deletes_over_http_one_204_the_others_404(api_user):
 
     assert outcomes == Counter({"204": 1, "404": THREADS - 1})
     assert Operation.objects.filter(kind=Operation.Kind.DELETE_IMAGE).count() == 1
+
+
+def waiting_backends() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else fixed for the whole transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_a_delete_during_a_sync_merge_waits_for_it_instead_of_deadlocking(api_user):
+    """Sync's merge locks the account, then writes image rows; every API writer
+    locks the account first too, so it waits instead of holding a row the merge needs."""
+    from django.db import transaction
+
+    from images.models import ProviderAccount
+
+    account = account_for(api_user, "mock")
+    merging, outcome = threading.Event(), {}
+
+    def merge() -> None:
+        try:
+            with transaction.atomic():
+                ProviderAccount.objects.select_for_update().filter(pk=account.pk).first()
+                merging.set()
+                for _ in range(200):  # until the delete is waiting on a lock
+                    if waiting_backends():
+                        break
+                    threading.Event().wait(0.05)
+                outcome["waited"] = bool(waiting_backends())
+                Image.objects.filter(account=account, external_id="img1").update(description="merged")
+            outcome["merge"] = "committed"
+        except Exception as exc:  # noqa: BLE001
+            outcome["merge"] = type(exc).__name__
+        finally:
+            connection.close()
+
+    def delete() -> None:
+        merging.wait(30)
+        try:
+            operations.image_delete(account=account, user=api_user, external_id="img1")
+            outcome["delete"] = "deleted"
+        except Exception as exc:  # noqa: BLE001
+            outcome["delete"] = type(exc).__name__
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=merge), threading.Thread(target=delete)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert outcome == {"waited": True, "merge": "committed", "delete": "deleted"}
+    row = Image.objects.get(account=account, external_id="img1")
+    assert row.description == "merged" and row.deleted_at is not None
