@@ -88,12 +88,13 @@ def operation_cancel(*, operation: Operation, user) -> Operation:
                 f"Operation {operation.pk} is {operation.status}: only running ones can be cancelled"
             )
         if operation.image_id is not None:
+            # The account first, then the image row: sync's merge takes them in that order.
+            catalog_touch(account=operation.account, image_ids=[operation.image_id])
             images = Image.objects.filter(pk=operation.image_id)
             if operation.kind == Operation.Kind.CREATE_IMAGE:
                 images.update(status=ImageState.FAILED, state="FAILED", failure_reason=reason)
             else:
                 images.update(deleted_at=None, failure_reason=f"Delete {reason[0].lower()}{reason[1:]}")
-            catalog_touch(account=operation.account, image_ids=[operation.image_id])
     operation.refresh_from_db()
     logger.info("operation %s cancelled by %s", operation.pk, who)
     return operation
