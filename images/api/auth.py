@@ -20,6 +20,8 @@ from django.core.cache import cache
 from rest_framework import exceptions
 from rest_framework.authentication import BasicAuthentication
 
+from images.api import throttle
+
 
 def _mac(*parts: str) -> str:
     message = "\x00".join(parts).encode()
@@ -57,8 +59,10 @@ class CachedBasicAuthentication(BasicAuthentication):
             if user is not None and user.is_active and hmac.compare_digest(_fingerprint(user), remembered[1]):
                 return user, None
             cache.delete(key)
+        throttle.before_verify(request, userid, password)  # 401/429 without hashing
         user = authenticate(request=request, username=userid, password=password)
         if user is None or not user.is_active:
+            throttle.failed(request, userid, password)
             raise exceptions.AuthenticationFailed("Unauthorized")
         cache.set(key, (user.pk, _fingerprint(user)), settings.DELTAWEB_AUTH_CACHE_SECONDS)
         return user, None

@@ -1,0 +1,126 @@
+"""What a wrong password may cost: bounded per user, per client address, and remembered.
+
+A password hash costs hundreds of milliseconds of CPU by design, so guessing
+is a denial of service before it is a break-in. Three rules keep it cheap:
+
+* a failed credential is remembered (under an HMAC of it, never the password)
+  with a fingerprint of the user's password hash: trying it again is a 401
+  without hashing, until that user's password changes;
+* failures are counted per username and per client address in fixed windows;
+  past ``DELTAWEB_LOGIN_FAILURES_PER_USER`` / ``..._PER_ADDRESS`` a request
+  that would need hashing is a 429 with ``Retry-After``, before any hashing;
+* credentials that cannot be a user (NUL or control characters) are refused
+  without a database query.
+
+A credential verified earlier (``images.api.auth``'s cache) is never throttled,
+so a guessing attacker cannot lock out clients already logged in. The admin
+login (``images.api.guard``) counts and refuses the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from rest_framework import exceptions
+
+PREFIX = "dw:login:"
+
+
+def _mac(*parts: str) -> str:
+    message = "\x00".join(parts).encode("utf-8", "surrogatepass")
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def client_address(request) -> str:
+    """The peer address (behind a proxy: the proxy's, unless it rewrites REMOTE_ADDR)."""
+    meta = getattr(request, "META", None) or {}
+    return str(meta.get("REMOTE_ADDR") or "-")
+
+
+def _window() -> tuple[int, float]:
+    size = max(1, settings.DELTAWEB_LOGIN_WINDOW_SECONDS)
+    now = time.time()
+    index = int(now // size)
+    return index, (index + 1) * size - now
+
+
+def _counter_keys(address: str, username: str) -> list[tuple[str, int]]:
+    index, _ = _window()
+    return [
+        (f"{PREFIX}addr:{index}:{_mac('addr', address)[:32]}", settings.DELTAWEB_LOGIN_FAILURES_PER_ADDRESS),
+        (
+            f"{PREFIX}user:{index}:{_mac('user', username.lower())[:32]}",
+            settings.DELTAWEB_LOGIN_FAILURES_PER_USER,
+        ),
+    ]
+
+
+def retry_after(address: str, username: str) -> int | None:
+    """Seconds to wait when this address or username used up its failures, else None."""
+    keys = _counter_keys(address, username)
+    counts = cache.get_many([key for key, _ in keys])
+    if any(counts.get(key, 0) >= limit for key, limit in keys):
+        return max(1, math.ceil(_window()[1]))
+    return None
+
+
+def record_failure(address: str, username: str) -> None:
+    _, remaining = _window()
+    for key, _limit in _counter_keys(address, username):
+        cache.add(key, 0, math.ceil(remaining) + 1)
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, math.ceil(remaining) + 1)
+
+
+def _user_fingerprint(username: str) -> str:
+    """Changes when the user's password (or existence, or activity) changes; one indexed read."""
+    model = get_user_model()
+    row = (
+        model._default_manager.filter(**{model.USERNAME_FIELD: username})
+        .values_list("pk", "password", "is_active")
+        .first()
+    )
+    return _mac("fp", *(str(v) for v in row))[:32] if row else "none"
+
+
+def _failure_key(username: str, password: str) -> str:
+    return PREFIX + "failed:" + _mac("basic-failed", username, password)
+
+
+def unusable(username: str, password: str) -> bool:
+    """No user name contains control characters, no password NUL (PostgreSQL cannot store them)."""
+    if len(username) > 1024 or len(password) > 4096 or "\x00" in password:
+        return True
+    return any(ord(c) < 32 or ord(c) == 127 for c in username)
+
+
+def before_verify(request, username: str, password: str) -> None:
+    """Called before a credential is hashed: raises instead when hashing it is not worth it."""
+    if unusable(username, password):
+        raise exceptions.AuthenticationFailed("Unauthorized")
+    address = client_address(request)
+    wait = retry_after(address, username)
+    if wait is not None:
+        raise exceptions.Throttled(wait=wait)
+    remembered = cache.get(_failure_key(username, password))
+    if remembered is not None and hmac.compare_digest(remembered, _user_fingerprint(username)):
+        record_failure(address, username)
+        raise exceptions.AuthenticationFailed("Unauthorized")
+
+
+def failed(request, username: str, password: str) -> None:
+    """Called when a hashed credential turned out wrong: count it and remember it."""
+    record_failure(client_address(request), username)
+    cache.set(
+        _failure_key(username, password),
+        _user_fingerprint(username),
+        settings.DELTAWEB_FAILED_LOGIN_MEMORY_SECONDS,
+    )
