@@ -90,6 +90,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://deltaweb")}
 
+# Django's defaults, PBKDF2 first, computed off gevent's event loop (images/api/throttle.py).
+PASSWORD_HASHERS = [
+    "images.api.throttle.PBKDF2OffLoopHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -239,8 +248,8 @@ DELTAWEB_MAX_PARAM_BYTES = 8192
 DELTAWEB_MAX_JSON_DEPTH = 32
 # Failed logins (API Basic credentials and the admin login) per window, then 429.
 DELTAWEB_LOGIN_WINDOW_SECONDS = env.int("DELTAWEB_LOGIN_WINDOW_SECONDS", default=60)
-DELTAWEB_LOGIN_FAILURES_PER_ADDRESS = env.int("DELTAWEB_LOGIN_FAILURES_PER_ADDRESS", default=20)
-DELTAWEB_LOGIN_FAILURES_PER_USER = env.int("DELTAWEB_LOGIN_FAILURES_PER_USER", default=10)
+DELTAWEB_LOGIN_FAILURES_PER_ADDRESS = env.int("DELTAWEB_LOGIN_FAILURES_PER_ADDRESS", default=10)
+DELTAWEB_LOGIN_FAILURES_PER_USER = env.int("DELTAWEB_LOGIN_FAILURES_PER_USER", default=5)
 # A wrong credential is answered without hashing for this long (until the password changes).
 DELTAWEB_FAILED_LOGIN_MEMORY_SECONDS = env.int("DELTAWEB_FAILED_LOGIN_MEMORY_SECONDS", default=900)
 # HTML pages (the API's browser pages, the console): no script but our own files,

@@ -149,13 +149,9 @@ class EdgeGuardMiddleware:
 
     @staticmethod
     def _check_path(request: HttpRequest) -> None:
-        # Django re-escapes what is not UTF-8 in PATH_INFO; gunicorn's RAW_URI has it as sent.
+        # Django decodes PATH_INFO, re-escaping what is not UTF-8; gunicorn's RAW_URI has it as sent.
         raw_uri = request.META.get("RAW_URI")
-        if raw_uri:
-            raw = unquote_to_bytes(urlsplit(raw_uri).path)
-        else:
-            raw = get_bytes_from_wsgi(request.META, "PATH_INFO", "/")
-        path = _utf8(raw, "request path")
+        path = _utf8(unquote_to_bytes(urlsplit(raw_uri).path), "request path") if raw_uri else request.path_info
         if _has_control(path):
             raise Refused(400, "The request path contains control characters")
         limit = settings.DELTAWEB_MAX_ID_BYTES
@@ -169,7 +165,11 @@ class EdgeGuardMiddleware:
 
     @staticmethod
     def _check_query(request: HttpRequest) -> None:
-        _utf8(get_bytes_from_wsgi(request.META, "QUERY_STRING", ""), "query string")
+        try:
+            raw_query = get_bytes_from_wsgi(request.META, "QUERY_STRING", "")
+        except UnicodeEncodeError:  # not from a WSGI server: already text
+            raw_query = b""
+        _utf8(unquote_to_bytes(raw_query), "query string")
         limit = settings.DELTAWEB_MAX_PARAM_BYTES
         for name, values in request.GET.lists():
             for text in (name, *values):

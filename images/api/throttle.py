@@ -22,10 +22,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import os
+import sys
 import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.cache import cache
 from rest_framework import exceptions
 
@@ -124,3 +127,48 @@ def failed(request, username: str, password: str) -> None:
         _user_fingerprint(username),
         settings.DELTAWEB_FAILED_LOGIN_MEMORY_SECONDS,
     )
+
+
+_hash_slot = None
+
+
+def _niced(function, *args):
+    """Runs in a thread of gevent's pool, at the lowest CPU priority (Linux: per thread)."""
+    from gevent.monkey import get_original
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, get_original("threading", "get_native_id")(), 19)
+    except (AttributeError, OSError):
+        pass  # not Linux: the hash still runs beside the loop, at normal priority
+    return function(*args)
+
+
+def _off_loop(function, *args):
+    """One hash at a time per worker, in a low-priority thread, while the loop serves others."""
+    global _hash_slot
+    import gevent
+    from gevent.lock import BoundedSemaphore
+
+    if _hash_slot is None:
+        _hash_slot = BoundedSemaphore(1)
+    with _hash_slot:
+        return gevent.get_hub().threadpool.apply(_niced, (function, *args))
+
+
+class PBKDF2OffLoopHasher(PBKDF2PasswordHasher):
+    """Django's PBKDF2-SHA256 (same algorithm name, same stored hashes), computed off
+    gevent's event loop.
+
+    Under gunicorn's gevent workers a hash computed in the request's greenlet
+    would stop every other connection of that worker for its whole duration
+    (a second here). ``hashlib.pbkdf2_hmac`` releases the GIL, so in a thread
+    of gevent's pool it runs beside the loop instead, one at a time and at the
+    lowest priority, so that guessing cannot take the CPU from served requests.
+    Elsewhere (no gevent): unchanged.
+    """
+
+    def encode(self, password, salt, iterations=None):
+        monkey = sys.modules.get("gevent.monkey")
+        if monkey is not None and monkey.is_module_patched("threading"):
+            return _off_loop(super().encode, password, salt, iterations)
+        return super().encode(password, salt, iterations)
