@@ -151,7 +151,9 @@ class EdgeGuardMiddleware:
     def _check_path(request: HttpRequest) -> None:
         # Django decodes PATH_INFO, re-escaping what is not UTF-8; gunicorn's RAW_URI has it as sent.
         raw_uri = request.META.get("RAW_URI")
-        path = _utf8(unquote_to_bytes(urlsplit(raw_uri).path), "request path") if raw_uri else request.path_info
+        path = request.path_info
+        if raw_uri:
+            path = _utf8(unquote_to_bytes(urlsplit(raw_uri).path), "request path")
         if _has_control(path):
             raise Refused(400, "The request path contains control characters")
         limit = settings.DELTAWEB_MAX_ID_BYTES
