@@ -515,3 +515,81 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+# -- the front: gunicorn as configured --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gunicorn_server(tmp_path_factory):
+    """deltaweb/gunicorn_conf.py with one worker on 127.0.0.1, its access log in a file."""
+    import socket
+    import time
+
+    tmp = tmp_path_factory.mktemp("gunicorn")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp / "access.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "deltaweb.settings.test",
+        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",  # the requests below need no table
+        "DELTAWEB_DATA_DIR": str(tmp),
+        "WEB_CONCURRENCY": "1",
+    }
+    command = [str(Path(sys.executable).parent / "gunicorn"), "-c", "deltaweb/gunicorn_conf.py"]
+    command += ["-b", f"127.0.0.1:{port}", "--access-logfile", str(log), "deltaweb.wsgi"]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError(proc.stderr.read().decode()[-3000:]) from None
+            time.sleep(0.2)
+    yield SimpleNamespace(port=port, log=log)
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def http_get(port: int, path: str) -> int:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    conn.request("GET", path)
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def test_access_log_of_the_real_server_has_no_secret_values(gunicorn_server):
+    import time
+
+    path = "/api/images?secret_access_key=AKIA-LEAK-1&owner_id=self&password=pw-leak-2"
+    assert http_get(gunicorn_server.port, path) == 401
+    deadline = time.monotonic() + 10
+    while "owner_id=self" not in gunicorn_server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    line = gunicorn_server.log.read_text()
+    assert "owner_id=self" in line
+    assert "AKIA-LEAK-1" not in line and "pw-leak-2" not in line
+
+
+def test_half_open_connections_do_not_hold_the_only_worker(gunicorn_server):
+    import socket
+
+    held = []
+    try:
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=5)
+            sock.sendall(b"GET /api HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # and never the end
+            held.append(sock)
+        # one worker, 20 clients stuck in their headers: a normal request is still answered
+        assert http_get(gunicorn_server.port, "/api/images") == 401
+    finally:
+        for sock in held:
+            sock.close()
