@@ -246,10 +246,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = DELTAWEB_MAX_BODY_BYTES
 DELTAWEB_MAX_ID_BYTES = 255
 DELTAWEB_MAX_PARAM_BYTES = 8192
 DELTAWEB_MAX_JSON_DEPTH = 32
-# Failed logins (API Basic credentials and the admin login) per window, then 429.
+# Logins that need a password hash (API Basic credentials not verified recently, the
+# admin login) per client address and per user name per window; beyond: 429.
 DELTAWEB_LOGIN_WINDOW_SECONDS = env.int("DELTAWEB_LOGIN_WINDOW_SECONDS", default=60)
-DELTAWEB_LOGIN_FAILURES_PER_ADDRESS = env.int("DELTAWEB_LOGIN_FAILURES_PER_ADDRESS", default=10)
-DELTAWEB_LOGIN_FAILURES_PER_USER = env.int("DELTAWEB_LOGIN_FAILURES_PER_USER", default=5)
+DELTAWEB_LOGIN_ATTEMPTS_PER_ADDRESS = env.int("DELTAWEB_LOGIN_ATTEMPTS_PER_ADDRESS", default=10)
+DELTAWEB_LOGIN_ATTEMPTS_PER_USER = env.int("DELTAWEB_LOGIN_ATTEMPTS_PER_USER", default=5)
 # A wrong credential is answered without hashing for this long (until the password changes).
 DELTAWEB_FAILED_LOGIN_MEMORY_SECONDS = env.int("DELTAWEB_FAILED_LOGIN_MEMORY_SECONDS", default=900)
 # HTML pages (the API's browser pages, the console): no script but our own files,

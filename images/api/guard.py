@@ -252,17 +252,14 @@ class EdgeGuardMiddleware:
             username = request.POST.get("username", "")
         except (RequestDataTooBig, TooManyFieldsSent, MultiPartParserError):
             raise Refused(400, "Bad Request") from None
-        wait = throttle.retry_after(address, username)
+        wait = throttle.count_attempt(address, username)
         if wait is not None:
             response = HttpResponse(
-                "Too many failed logins; try again later.", status=429, content_type="text/plain"
+                "Too many logins; try again later.", status=429, content_type="text/plain"
             )
             response["Retry-After"] = str(wait)
             return response
-        response = self.get_response(request)
-        if response.status_code == 200:  # the form again: the login failed
-            throttle.record_failure(address, username)
-        return response
+        return self.get_response(request)
 
     # -- responses -------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ is a denial of service before it is a break-in. Three rules keep it cheap:
   with a fingerprint of the user's password hash: trying it again is a 401
   without hashing, until that user's password changes;
 * failures are counted per username and per client address in fixed windows;
-  past ``DELTAWEB_LOGIN_FAILURES_PER_USER`` / ``..._PER_ADDRESS`` a request
+  past ``DELTAWEB_LOGIN_ATTEMPTS_PER_USER`` / ``..._PER_ADDRESS`` a request
   that would need hashing is a 429 with ``Retry-After``, before any hashing;
 * credentials that cannot be a user (NUL or control characters) are refused
   without a database query.
@@ -56,31 +56,29 @@ def _window() -> tuple[int, float]:
 def _counter_keys(address: str, username: str) -> list[tuple[str, int]]:
     index, _ = _window()
     return [
-        (f"{PREFIX}addr:{index}:{_mac('addr', address)[:32]}", settings.DELTAWEB_LOGIN_FAILURES_PER_ADDRESS),
+        (f"{PREFIX}addr:{index}:{_mac('addr', address)[:32]}", settings.DELTAWEB_LOGIN_ATTEMPTS_PER_ADDRESS),
         (
             f"{PREFIX}user:{index}:{_mac('user', username.lower())[:32]}",
-            settings.DELTAWEB_LOGIN_FAILURES_PER_USER,
+            settings.DELTAWEB_LOGIN_ATTEMPTS_PER_USER,
         ),
     ]
 
 
-def retry_after(address: str, username: str) -> int | None:
-    """Seconds to wait when this address or username used up its failures, else None."""
-    keys = _counter_keys(address, username)
-    counts = cache.get_many([key for key, _ in keys])
-    if any(counts.get(key, 0) >= limit for key, limit in keys):
-        return max(1, math.ceil(_window()[1]))
-    return None
-
-
-def record_failure(address: str, username: str) -> None:
+def count_attempt(address: str, username: str) -> int | None:
+    """Counts one login that needs a password hash; the seconds to wait when this address
+    or user name is over its limit (the attempt is then refused, before any hashing)."""
     _, remaining = _window()
-    for key, _limit in _counter_keys(address, username):
-        cache.add(key, 0, math.ceil(remaining) + 1)
+    ttl = math.ceil(remaining) + 1
+    over = False
+    for key, limit in _counter_keys(address, username):
+        cache.add(key, 0, ttl)
         try:
-            cache.incr(key)
+            count = cache.incr(key)
         except ValueError:  # expired between add and incr
-            cache.set(key, 1, math.ceil(remaining) + 1)
+            cache.set(key, 1, ttl)
+            count = 1
+        over = over or count > limit
+    return max(1, math.ceil(remaining)) if over else None
 
 
 def _user_fingerprint(username: str) -> str:
@@ -106,22 +104,22 @@ def unusable(username: str, password: str) -> bool:
 
 
 def before_verify(request, username: str, password: str) -> None:
-    """Called before a credential is hashed: raises instead when hashing it is not worth it."""
+    """Called before a credential is hashed: raises instead when hashing it is not worth it.
+
+    The attempt is counted first, so clients queueing for the hash cannot exceed the limit.
+    """
     if unusable(username, password):
         raise exceptions.AuthenticationFailed("Unauthorized")
-    address = client_address(request)
-    wait = retry_after(address, username)
+    wait = count_attempt(client_address(request), username)
     if wait is not None:
         raise exceptions.Throttled(wait=wait)
     remembered = cache.get(_failure_key(username, password))
     if remembered is not None and hmac.compare_digest(remembered, _user_fingerprint(username)):
-        record_failure(address, username)
         raise exceptions.AuthenticationFailed("Unauthorized")
 
 
 def failed(request, username: str, password: str) -> None:
-    """Called when a hashed credential turned out wrong: count it and remember it."""
-    record_failure(client_address(request), username)
+    """Called when a hashed credential turned out wrong: remember it (never the password)."""
     cache.set(
         _failure_key(username, password),
         _user_fingerprint(username),

@@ -354,8 +354,8 @@ def test_garbage_authorization_is_401(client, synced_account):
 
 
 def test_failures_per_user_are_limited_with_429_and_retry_after(client, synced_account, settings, hashes):
-    settings.DELTAWEB_LOGIN_FAILURES_PER_USER = 3
-    settings.DELTAWEB_LOGIN_FAILURES_PER_ADDRESS = 100
+    settings.DELTAWEB_LOGIN_ATTEMPTS_PER_USER = 3
+    settings.DELTAWEB_LOGIN_ATTEMPTS_PER_ADDRESS = 100
     for i in range(3):
         assert client.get("/api/images", HTTP_AUTHORIZATION=basic("mockuser", f"g{i}")).status_code == 401
     response = client.get("/api/images", HTTP_AUTHORIZATION=basic("mockuser", "g-next"))
@@ -369,8 +369,8 @@ def test_failures_per_user_are_limited_with_429_and_retry_after(client, synced_a
 
 
 def test_failures_per_address_are_limited(client, synced_account, settings, hashes):
-    settings.DELTAWEB_LOGIN_FAILURES_PER_USER = 100
-    settings.DELTAWEB_LOGIN_FAILURES_PER_ADDRESS = 4
+    settings.DELTAWEB_LOGIN_ATTEMPTS_PER_USER = 100
+    settings.DELTAWEB_LOGIN_ATTEMPTS_PER_ADDRESS = 4
     for i in range(4):
         response = client.get(
             "/api/images", HTTP_AUTHORIZATION=basic(f"user{i}", "x"), REMOTE_ADDR="10.0.0.9"
@@ -387,7 +387,7 @@ def test_failures_per_address_are_limited(client, synced_account, settings, hash
 def test_verified_credentials_keep_working_while_their_address_is_throttled(
     client, synced_account, settings, hashes
 ):
-    settings.DELTAWEB_LOGIN_FAILURES_PER_ADDRESS = 2
+    settings.DELTAWEB_LOGIN_ATTEMPTS_PER_ADDRESS = 2
     assert client.get("/api/images", HTTP_AUTHORIZATION=basic()).status_code == 200
     for i in range(3):
         client.get("/api/images", HTTP_AUTHORIZATION=basic(f"guesser{i}", "x"))
@@ -396,7 +396,7 @@ def test_verified_credentials_keep_working_while_their_address_is_throttled(
 
 
 def test_admin_login_is_limited_the_same_way(client, synced_account, settings, django_user_model):
-    settings.DELTAWEB_LOGIN_FAILURES_PER_USER = 3
+    settings.DELTAWEB_LOGIN_ATTEMPTS_PER_USER = 3
     django_user_model.objects.create_superuser("operator", password="Operator-Pass-1")
     for i in range(3):
         response = client.post("/admin/login/", {"username": "operator", "password": f"bad{i}"})
