@@ -53,19 +53,31 @@ class CachedBasicAuthentication(BasicAuthentication):
 
     def authenticate_credentials(self, userid, password, request=None):
         key = _cache_key(userid, password)
+        user = self._remembered(key)
+        if user is not None:
+            return user, None
+        # Concurrent requests with one credential: one verifies, the others then find its result.
+        with throttle.one_verification(key):
+            user = self._remembered(key)
+            if user is not None:
+                return user, None
+            throttle.before_verify(request, userid, password)  # 401/429 without hashing
+            user = authenticate(request=request, username=userid, password=password)
+            if user is None or not user.is_active:
+                throttle.failed(request, userid, password)
+                raise exceptions.AuthenticationFailed("Unauthorized")
+            cache.set(key, (user.pk, _fingerprint(user)), settings.DELTAWEB_AUTH_CACHE_SECONDS)
+            return user, None
+
+    @staticmethod
+    def _remembered(key: str):
         remembered = cache.get(key)
         if remembered is not None:
             user = _load_user(remembered[0])
             if user is not None and user.is_active and hmac.compare_digest(_fingerprint(user), remembered[1]):
-                return user, None
+                return user
             cache.delete(key)
-        throttle.before_verify(request, userid, password)  # 401/429 without hashing
-        user = authenticate(request=request, username=userid, password=password)
-        if user is None or not user.is_active:
-            throttle.failed(request, userid, password)
-            raise exceptions.AuthenticationFailed("Unauthorized")
-        cache.set(key, (user.pk, _fingerprint(user)), settings.DELTAWEB_AUTH_CACHE_SECONDS)
-        return user, None
+        return None
 
     def authenticate_header(self, request):
         driver = getattr(request, "dc_driver_hint", None) or settings.DELTAWEB_DEFAULT_DRIVER

@@ -42,6 +42,8 @@ from images.api.middleware import is_api_path
 logger = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json",)
+# Parameters naming a provider object: checked like ids in the path, wherever they come from.
+ID_PARAMS = frozenset({"id", "instance_id", "image_id", "realm_id", "hwp_id"})
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # Markers of the pages Django writes itself: its debug pages (technical 404/500)
 # and its default 400/403/500 views.
@@ -79,6 +81,16 @@ class _MarkingReporter(ExceptionReporter):
 
 def _has_control(text: str, allowed: str = "") -> bool:
     return any((ord(c) < 32 or ord(c) == 127) and c not in allowed for c in text)
+
+
+def _check_id_param(name: str, value: object) -> None:
+    if name not in ID_PARAMS or not isinstance(value, str):
+        return
+    limit = settings.DELTAWEB_MAX_ID_BYTES
+    if len(value.encode("utf-8", "surrogatepass")) > limit:
+        raise Refused(400, f"Parameter '{name}' is longer than {limit} bytes")
+    if _has_control(value):
+        raise Refused(400, f"Parameter '{name}' contains control characters")
 
 
 def _utf8(raw: bytes, what: str) -> str:
@@ -179,6 +191,8 @@ class EdgeGuardMiddleware:
                     raise Refused(400, f"Parameter '{name[:64]}' contains a NUL character")
                 if len(text.encode()) > limit:
                     raise Refused(400, f"Parameter '{name[:64]}' is longer than {limit} bytes")
+            for value in values:
+                _check_id_param(name, value)
 
     @staticmethod
     def _check_headers(request: HttpRequest) -> None:
@@ -211,6 +225,8 @@ class EdgeGuardMiddleware:
             for name, values in fields.lists():
                 if any("\x00" in text for text in (name, *values)):
                     raise Refused(400, f"Parameter '{name[:64]}' contains a NUL character")
+                for value in values:
+                    _check_id_param(name, value)
 
     @staticmethod
     def _check_json(body: bytes) -> None:
@@ -223,6 +239,8 @@ class EdgeGuardMiddleware:
             raise Refused(400, "The request body is not valid JSON") from None
         if not isinstance(document, dict):
             raise Refused(400, "The JSON body must be an object")
+        for name, value in document.items():
+            _check_id_param(name, value)
         limit = settings.DELTAWEB_MAX_JSON_DEPTH
         stack: list[tuple[object, int]] = [(document, 1)]
         while stack:

@@ -24,7 +24,10 @@ import hmac
 import math
 import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -101,6 +104,27 @@ def unusable(username: str, password: str) -> bool:
     if len(username) > 1024 or len(password) > 4096 or "\x00" in password:
         return True
     return any(ord(c) < 32 or ord(c) == 127 for c in username)
+
+
+_flights: dict[str, list] = {}
+_flights_guard = threading.Lock()
+
+
+@contextmanager
+def one_verification(key: str) -> Iterator[None]:
+    """Requests verifying the same credential at once in this process go one at a time, so a
+    client's burst of first requests costs one hash (and one counted attempt), not one each."""
+    with _flights_guard:
+        entry = _flights.setdefault(key, [threading.Lock(), 0])
+        entry[1] += 1
+    try:
+        with entry[0]:
+            yield
+    finally:
+        with _flights_guard:
+            entry[1] -= 1
+            if entry[1] == 0:
+                _flights.pop(key, None)
 
 
 def before_verify(request, username: str, password: str) -> None:

@@ -143,6 +143,14 @@ def test_name_within_128_characters_that_cannot_be_a_file_name_is_400(auth_clien
     assert_error(response, 400)
 
 
+@pytest.mark.parametrize("value", ["i" * 256, "inst\r\n1", "inst\t1"])
+def test_ids_in_bodies_and_queries_are_checked_like_path_ids(auth_client, synced_account, value):
+    assert_error(auth_client.post("/api/images", {"instance_id": value}), 400)
+    body = json.dumps({"instance_id": value})
+    assert_error(auth_client.post("/api/images", body, content_type="application/json"), 400)
+    assert_error(auth_client.get("/api/images", {"id": value}), 400)
+
+
 def test_mock_store_refuses_too_long_ids_as_bad_input(tmp_path):
     store = MockStore(tmp_path)
     with pytest.raises(InvalidParameter):
@@ -593,3 +601,53 @@ def test_half_open_connections_do_not_hold_the_only_worker(gunicorn_server):
     finally:
         for sock in held:
             sock.close()
+
+
+def _run_pair(first_key: str, second_key: str) -> list[str]:
+    import threading
+    import time
+
+    from images.api import throttle
+
+    order: list[str] = []
+    inside, second_done, release = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with throttle.one_verification(first_key):
+            order.append("first in")
+            inside.set()
+            if first_key != second_key:
+                assert second_done.wait(20)  # another credential goes through meanwhile
+            else:
+                for _ in range(2000):  # until the second is waiting for this credential
+                    if throttle._flights[first_key][1] == 2:
+                        break
+                    time.sleep(0.01)
+                assert throttle._flights[first_key][1] == 2
+                second_done.wait(1)  # were it not waiting, it would be done by now
+            release.wait(10)
+            order.append("first out")
+
+    def second():
+        inside.wait(10)
+        with throttle.one_verification(second_key):
+            order.append("second in")
+        second_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    inside.wait(10)
+    release.set()
+    for thread in threads:
+        thread.join(20)
+    return order
+
+
+def test_one_verification_at_a_time_per_credential():
+    # a burst of first requests with one credential costs one hash: the others wait for it
+    assert _run_pair("same", "same") == ["first in", "first out", "second in"]
+
+
+def test_other_credentials_do_not_wait():
+    assert _run_pair("one", "other") == ["first in", "second in", "first out"]
