@@ -13,6 +13,7 @@ half-open connection costs a few kilobytes, not a worker; the database driver
 
 import os
 import re
+import sys
 
 import gunicorn.http.wsgi
 from gunicorn.glogging import Logger
@@ -29,12 +30,28 @@ CLIENT_TIMEOUT = float(os.environ.get("GUNICORN_CLIENT_TIMEOUT", "20"))
 
 
 class TimeoutGeventWorker(GeventWorker):
-    """gevent worker whose client sockets time out: a stalled client is dropped."""
+    """gevent worker whose client sockets time out: a stalled client is dropped.
+
+    Django keeps a database connection per greenlet (its connections are
+    context-local), and each client connection is served by a greenlet of its
+    own: when the client connection ends, so does its database connection
+    (else every client that ever connected would leave one open).
+    """
 
     def handle(self, listener, client, addr):
         client.settimeout(CLIENT_TIMEOUT)
-        # GeventWorker.handle would make the socket blocking again (no timeout).
-        super(GeventWorker, self).handle(listener, client, addr)
+        try:
+            # GeventWorker.handle would make the socket blocking again (no timeout).
+            super(GeventWorker, self).handle(listener, client, addr)
+        finally:
+            _close_database_connections()
+
+
+def _close_database_connections() -> None:
+    if "django.db" in sys.modules:
+        from django.db import connections
+
+        connections.close_all()
 
 
 class ScrubbingLogger(Logger):

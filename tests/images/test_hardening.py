@@ -530,11 +530,13 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
 
 @pytest.fixture(scope="module")
 def gunicorn_server(tmp_path_factory):
-    """deltaweb/gunicorn_conf.py with one worker on 127.0.0.1, its access log in a file."""
+    """deltaweb/gunicorn_conf.py with one worker on 127.0.0.1, its access log in a file
+    (an empty SQLite database: no request here needs a row)."""
     import socket
     import time
 
     tmp = tmp_path_factory.mktemp("gunicorn")
+    database_url = f"sqlite:///{tmp / 'db.sqlite3'}"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -542,13 +544,14 @@ def gunicorn_server(tmp_path_factory):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "deltaweb.settings.test",
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",  # the requests below need no table
+        "DATABASE_URL": database_url,
         "DELTAWEB_DATA_DIR": str(tmp),
         "WEB_CONCURRENCY": "1",
     }
     command = [str(Path(sys.executable).parent / "gunicorn"), "-c", "deltaweb/gunicorn_conf.py"]
     command += ["-b", f"127.0.0.1:{port}", "--access-logfile", str(log), "deltaweb.wsgi"]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    errors = (tmp / "error.log").open("w")
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=errors, stderr=errors)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -557,18 +560,19 @@ def gunicorn_server(tmp_path_factory):
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise AssertionError(proc.stderr.read().decode()[-3000:]) from None
+                raise AssertionError((tmp / "error.log").read_text()[-3000:]) from None
             time.sleep(0.2)
-    yield SimpleNamespace(port=port, log=log)
+    yield SimpleNamespace(port=port, log=log, pid=proc.pid)
     proc.terminate()
     proc.wait(timeout=30)
+    errors.close()
 
 
-def http_get(port: int, path: str) -> int:
+def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> int:
     import http.client
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-    conn.request("GET", path)
+    conn.request("GET", path, headers=headers or {})
     status = conn.getresponse().status
     conn.close()
     return status
@@ -651,3 +655,25 @@ def test_one_verification_at_a_time_per_credential():
 
 def test_other_credentials_do_not_wait():
     assert _run_pair("one", "other") == ["first in", "second in", "first out"]
+
+
+def test_gevent_worker_closes_database_connections_when_its_client_leaves(monkeypatch):
+    # Django's connections are per greenlet, one greenlet per client connection: without this,
+    # each client ever served left its PostgreSQL connection open (CONN_MAX_AGE) until the
+    # garbage collector found it: 8, 15, 17 open after three bursts of 8 clients, measured.
+    from gunicorn.workers.base_async import AsyncWorker
+
+    from deltaweb import gunicorn_conf
+
+    closed, timeouts = [], []
+
+    def client_gone(self, listener, client, addr):
+        raise ConnectionResetError("client gone")
+
+    monkeypatch.setattr(AsyncWorker, "handle", client_gone)
+    monkeypatch.setattr("django.db.connections.close_all", lambda: closed.append(True))
+    worker = gunicorn_conf.TimeoutGeventWorker.__new__(gunicorn_conf.TimeoutGeventWorker)
+    with pytest.raises(ConnectionResetError):
+        worker.handle(None, SimpleNamespace(settimeout=timeouts.append), None)
+    assert closed == [True]
+    assert timeouts == [gunicorn_conf.CLIENT_TIMEOUT]
