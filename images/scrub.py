@@ -58,17 +58,48 @@ def scrub_text(text: str) -> str:
     return _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{MASK}", text)
 
 
+def _scrub_record(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):  # a broken format string: the logger reports it
+        return
+    cleaned = scrub_text(message)
+    if cleaned != message:
+        record.msg, record.args = cleaned, ()
+    if record.exc_info and not record.exc_text:
+        record.exc_text = scrub_text(logging.Formatter().formatException(record.exc_info))
+
+
 class ScrubFilter(logging.Filter):
     """Masks secrets in every record's rendered message (and its traceback text)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):  # a broken format string: the logger reports it
-            return True
-        cleaned = scrub_text(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, ()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = scrub_text(logging.Formatter().formatException(record.exc_info))
+        _scrub_record(record)
         return True
+
+
+_factory_installed = False
+
+
+def install_record_factory() -> None:
+    """Scrubs every record as it is made, whoever handles it afterwards.
+
+    Celery's workers replace the root logger's handlers (and so the filter of
+    settings ``LOGGING``); this module is imported wherever Django configures
+    its logging, so their records are scrubbed too.
+    """
+    global _factory_installed
+    if _factory_installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        _scrub_record(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _factory_installed = True
+
+
+install_record_factory()

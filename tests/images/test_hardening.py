@@ -479,6 +479,13 @@ def test_log_records_are_scrubbed(caplog):
     assert "sig123" not in message and "pw-xyz" not in message and "AKIA1" not in message
 
 
+def test_records_are_scrubbed_whatever_handles_them(caplog):
+    # Celery's workers put their own handlers on the root logger: records are scrubbed as made
+    with caplog.at_level(logging.INFO, logger="celery.app.trace"):
+        logging.getLogger("celery.app.trace").info("POST %s", "https://x/?secret_access_key=AKIA-TRACE&a=b")
+    assert "AKIA-TRACE" not in caplog.text and "a=b" in caplog.text
+
+
 def test_logging_config_scrubs_every_handler():
     from django.conf import settings
 
