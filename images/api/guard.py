@@ -101,6 +101,8 @@ def _utf8(raw: bytes, what: str) -> str:
 
 
 class EdgeGuardMiddleware:
+    """First in MIDDLEWARE: refuses what the rest must never see, cleans up what Django answers."""
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self._admin_login: str | None = None
