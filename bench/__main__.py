@@ -1,15 +1,16 @@
-"""``python -m bench [reads|sync|sync-openstack|admin ...]``: see bench/reads.py, bench/sync.py,
-bench/sync_openstack.py and bench/admin.py."""
+"""``python -m bench [reads|sync|sync-openstack|admin|attack ...]``: see bench/reads.py, bench/sync.py,
+bench/sync_openstack.py, bench/admin.py and bench/attack.py."""
 
 import sys
 
-from bench import admin, reads, sync, sync_openstack
+from bench import admin, attack, reads, sync, sync_openstack
 
 COMMANDS = {
     "reads": reads.main,
     "sync": sync.main,
     "sync-openstack": sync_openstack.main,
     "admin": admin.main,
+    "attack": attack.main,
 }
 
 if __name__ == "__main__":

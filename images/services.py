@@ -7,6 +7,7 @@ they never talk to a driver themselves.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -317,7 +318,9 @@ def instance_store(*, account: ProviderAccount, instance: ProviderInstance) -> I
 
 
 def _negative_key(kind: str, account: ProviderAccount, external_id: str) -> str:
-    return f"dw:miss:{kind}:{account.pk}:{external_id}"
+    # Ids are provider text (spaces, up to 255 bytes): a digest keeps the key valid on every cache backend.
+    digest = hashlib.blake2b(external_id.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return f"dw:miss:{kind}:{account.pk}:{digest}"
 
 
 def image_lookup(*, account: ProviderAccount, external_id: str) -> Image | None:

@@ -34,6 +34,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: refuses oversized bodies, bad hosts and malformed API input before
+    # any other work (images/api/guard.py); adds the CSP to HTML pages.
+    "images.api.guard.EdgeGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's CSS/JS) from STATIC_ROOT, under gunicorn too.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -87,6 +90,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://deltaweb")}
 
+# Django's defaults, PBKDF2 first, computed off gevent's event loop (images/api/throttle.py).
+PASSWORD_HASHERS = [
+    "images.api.throttle.PBKDF2OffLoopHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -132,7 +144,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # One scrubbing rule for every log line (images/scrub.py).
+    "filters": {"scrub": {"()": "images.scrub.ScrubFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["scrub"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -269,3 +283,25 @@ SPECTACULAR_SETTINGS = {
         "url": "https://deltacloud.apache.org/",
     },
 }
+
+# --- The edge: input limits, login throttling, headers (images/api/guard.py, throttle.py) ---
+# Bodies over this are refused with 413 from Content-Length, before a byte is read.
+DELTAWEB_MAX_BODY_BYTES = env.int("DELTAWEB_MAX_BODY_BYTES", default=1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = DELTAWEB_MAX_BODY_BYTES
+# Ids, path segments, matrix parameters and X-Deltacloud-* headers, in UTF-8 bytes.
+DELTAWEB_MAX_ID_BYTES = 255
+DELTAWEB_MAX_PARAM_BYTES = 8192
+DELTAWEB_MAX_JSON_DEPTH = 32
+# Logins that need a password hash (API Basic credentials not verified recently, the
+# admin login) per client address and per user name per window; beyond: 429.
+DELTAWEB_LOGIN_WINDOW_SECONDS = env.int("DELTAWEB_LOGIN_WINDOW_SECONDS", default=60)
+DELTAWEB_LOGIN_ATTEMPTS_PER_ADDRESS = env.int("DELTAWEB_LOGIN_ATTEMPTS_PER_ADDRESS", default=10)
+DELTAWEB_LOGIN_ATTEMPTS_PER_USER = env.int("DELTAWEB_LOGIN_ATTEMPTS_PER_USER", default=5)
+# A wrong credential is answered without hashing for this long (until the password changes).
+DELTAWEB_FAILED_LOGIN_MEMORY_SECONDS = env.int("DELTAWEB_FAILED_LOGIN_MEMORY_SECONDS", default=900)
+# HTML pages (the API's browser pages, the console): no script but our own files,
+# no inline script, no framing elsewhere. Inline styles stay (base.html has one).
+DELTAWEB_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)

@@ -25,6 +25,8 @@ from django.core.cache import cache
 from rest_framework import exceptions
 from rest_framework.authentication import BasicAuthentication
 
+from images.api import throttle
+
 # Set on a user built from a remembered verification until its row is confirmed.
 PENDING = "_deltaweb_unconfirmed"
 
@@ -85,14 +87,29 @@ class CachedBasicAuthentication(BasicAuthentication):
 
     def authenticate_credentials(self, userid, password, request=None):
         key = _cache_key(userid, password)
+        user = self._remembered(key, userid)
+        if user is not None:
+            return user, None
+        # Concurrent requests with one credential: one verifies, the others then find its result.
+        with throttle.one_verification(key):
+            user = self._remembered(key, userid)
+            if user is not None:
+                return user, None
+            throttle.before_verify(request, userid, password)  # 401/429 without hashing
+            user = authenticate(request=request, username=userid, password=password)
+            if user is None or not user.is_active:
+                throttle.failed(request, userid, password)
+                raise exceptions.AuthenticationFailed("Unauthorized")
+            cache.set(key, (user.pk, _fingerprint(user)), settings.DELTAWEB_AUTH_CACHE_SECONDS)
+            return user, None
+
+    @staticmethod
+    def _remembered(key: str, userid: str):
+        """A stand-in for a recently verified user; the request's one query confirms it."""
         remembered = cache.get(key)
         if remembered is not None:
-            return _remembered_user(key, remembered[0], remembered[1], userid), None
-        user = authenticate(request=request, username=userid, password=password)
-        if user is None or not user.is_active:
-            raise exceptions.AuthenticationFailed("Unauthorized")
-        cache.set(key, (user.pk, _fingerprint(user)), settings.DELTAWEB_AUTH_CACHE_SECONDS)
-        return user, None
+            return _remembered_user(key, remembered[0], remembered[1], userid)
+        return None
 
     def authenticate_header(self, request):
         driver = getattr(request, "dc_driver_hint", None) or settings.DELTAWEB_DEFAULT_DRIVER

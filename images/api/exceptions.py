@@ -18,6 +18,7 @@ from images.api.negotiation import choose_format
 from images.api.renderers import CONTENT_TYPES
 from images.api.representations.errors import ErrorDoc, error_document
 from images.crypto import CredentialsUnreadable
+from images.scrub import MASK, is_sensitive
 from images.services import NoAccount, UnknownDriver, account_flag
 from providers import exceptions as pe
 
@@ -67,7 +68,6 @@ PROVIDER_STATUS: tuple[tuple[type[pe.ProviderError], int], ...] = (
     (pe.DriverUnavailable, 500),
     (pe.ProviderError, 502),
 )
-SENSITIVE = ("password", "secret", "token", "key")
 MAX_PARAM_LENGTH = 1024
 
 
@@ -139,8 +139,8 @@ def request_params(request, route_kwargs: dict | None = None) -> list[tuple[str,
     items += [(k, str(v)) for k, v in (route_kwargs or {}).items()]
     cleaned = []
     for key, value in items:
-        if any(word in key.lower() for word in SENSITIVE):
-            value = "[FILTERED]"
+        if is_sensitive(key):
+            value = MASK
         cleaned.append((key, value[:MAX_PARAM_LENGTH]))
     return cleaned
 

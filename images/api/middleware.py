@@ -59,7 +59,12 @@ class DeltacloudMiddleware:
     @staticmethod
     def _same_origin(request: HttpRequest) -> bool:
         origin = request.headers.get("Origin")
-        return origin is None or urlsplit(origin).netloc == request.get_host()
+        if origin is None:
+            return True
+        try:
+            return urlsplit(origin).netloc == request.get_host()
+        except ValueError:  # `http://[::1` and other unparsable origins: refused, not a 500
+            return False
 
     def _prepare(self, request: HttpRequest) -> None:
         segments = request.path_info.split("/")

@@ -148,6 +148,18 @@ def _changed_at(obj: Mapping[str, Any]) -> str:
     return datetime.fromtimestamp(changed, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# A file name's limit on the usual file systems, in bytes.
+MAX_FILE_NAME_BYTES = 255
+
+
+def _file_name(object_id: str, suffix: str = "") -> str:
+    """The escaped file name of an id; ids too long to be one are bad input, not an OSError."""
+    name = quote(object_id, safe="") + suffix
+    if len(name.encode()) > MAX_FILE_NAME_BYTES:
+        raise InvalidParameter(f"Id is too long for the mock cloud ({len(object_id.encode())} bytes)")
+    return name
+
+
 class MockStore:
     """JSON files per object under ``root``, seeded from Deltacloud's fixtures."""
 
@@ -175,7 +187,7 @@ class MockStore:
                 self.put(collection, obj)
 
     def _path(self, collection: str, object_id: str) -> Path:
-        return self.root / collection / (quote(object_id, safe="") + ".json")
+        return self.root / collection / _file_name(object_id, ".json")
 
     def all(self, collection: str) -> list[dict[str, Any]]:
         folder = self.root / collection
@@ -235,7 +247,7 @@ class MockDriver(Driver):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         cloud = self.params.cloud or self.provider or "default"
-        self.store = MockStore(Path(self.settings.storage) / quote(cloud, safe=""))
+        self.store = MockStore(Path(self.settings.storage) / _file_name(cloud))
         self.profile: BehaviourProfile = self.params.behaviour()
 
     # -- description ---------------------------------------------------------
