@@ -77,19 +77,30 @@ def test_compose_file_matches_the_code():
             assert re.search(rf"[\"']{name}[\"']", settings_source) or name == "DJANGO_SETTINGS_MODULE", name
     assert "deltaweb/gunicorn_conf.py" in " ".join(services["web"]["command"])
     assert (ROOT / "deltaweb" / "gunicorn_conf.py").exists()
-    assert services["worker"]["command"][:3] == ["celery", "-A", "deltaweb"]
-    # every queue the settings route to has a worker consuming it
+    # workers and beat run under runstack's supervision, one service per container, with health checks
     from django.conf import settings
 
-    from images.queue import OPERATIONS_QUEUE, SYNC_QUEUE
+    from images.management.commands.runstack import SERVICE_QUEUES, SERVICES
 
-    consumed = {
-        services[name]["command"][services[name]["command"].index("-Q") + 1]
-        for name in ("worker", "worker-sync")
-    }
+    def supervised(name: str) -> list[str]:
+        command = services[name]["command"]
+        assert command[:3] == ["python", "manage.py", "runstack"], name
+        chosen = command[command.index("--services") + 1].split(",")
+        assert set(chosen) <= set(SERVICES), name
+        return chosen
+
+    consumed = set()
+    for name in ("worker", "worker-sync"):
+        (service,) = supervised(name)
+        queue = SERVICE_QUEUES[service]
+        consumed.add(queue)
+        probe = services[name]["healthcheck"]["test"]
+        assert probe[1:4] == ["python", "manage.py", "worker_health"]
+        assert probe[probe.index("--queue") + 1] == queue
     routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
-    assert consumed == {OPERATIONS_QUEUE, SYNC_QUEUE} >= routed | {settings.CELERY_TASK_DEFAULT_QUEUE}
-    assert services["beat"]["command"][3] == "beat"
+    assert consumed == set(SERVICE_QUEUES.values()) >= routed | {settings.CELERY_TASK_DEFAULT_QUEUE}
+    assert supervised("beat") == ["beat"]
+    assert "--beat" in services["beat"]["healthcheck"]["test"]
     assert env["CELERY_BROKER_URL"].startswith("redis://")
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "requirements.txt" in dockerfile and "deltaweb/gunicorn_conf.py" in dockerfile

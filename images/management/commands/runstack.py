@@ -27,8 +27,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from images import health
+from images.queue import OPERATIONS_QUEUE, SYNC_QUEUE
 
 SERVICES = ("web", "worker", "sync-worker", "beat")
+# The queue each worker service consumes (compose runs one service per container).
+SERVICE_QUEUES = {"worker": OPERATIONS_QUEUE, "sync-worker": SYNC_QUEUE}
 
 
 @dataclass
@@ -122,13 +125,13 @@ class Command(BaseCommand):
             # Two workers, so a long catalog listing never delays operation polls.
             "worker": Supervised(
                 "worker",
-                self._worker(bin_dir, "operations", str(concurrency)),
-                lambda: health.check_worker(f"operations@{node}", timeout=timeout),
+                self._worker(bin_dir, SERVICE_QUEUES["worker"], str(concurrency)),
+                lambda: health.check_worker(f"{SERVICE_QUEUES['worker']}@{node}", timeout=timeout),
             ),
             "sync-worker": Supervised(
                 "sync-worker",
-                self._worker(bin_dir, "sync", "1"),
-                lambda: health.check_worker(f"sync@{node}", timeout=timeout),
+                self._worker(bin_dir, SERVICE_QUEUES["sync-worker"], "1"),
+                lambda: health.check_worker(f"{SERVICE_QUEUES['sync-worker']}@{node}", timeout=timeout),
             ),
             "beat": Supervised(
                 "beat",
