@@ -93,9 +93,8 @@ def _alive(pid: int) -> bool:
 
 def check_worker(nodename: str, *, timeout: float = 10.0, stale: float = 20.0) -> Health:
     """Is the worker named ``nodename`` (on this host) taking and running work?"""
+    from celery import current_app
     from celery.utils.nodenames import worker_direct
-
-    from images.tasks import worker_ping_task
 
     beat = _read_json(heartbeat_path(nodename))
     if beat is None:
@@ -111,7 +110,10 @@ def check_worker(nodename: str, *, timeout: float = 10.0, stale: float = 20.0) -
         return Health(True, f"{nodename}: every child busy on recent tasks")
     token = uuid.uuid4().hex
     answer = health_dir() / f"ping-{token}"
-    worker_ping_task.apply_async((token,), queue=worker_direct(nodename), expires=timeout)
+    # By name, as images/queue.py sends: images.tasks imports this module.
+    current_app.send_task(
+        "images.tasks.worker_ping_task", (token,), queue=worker_direct(nodename), expires=timeout
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if answer.exists():

@@ -194,6 +194,7 @@ CELERY_BEAT_SCHEDULE = {
 DELTAWEB_API_VERSION = version.API_VERSION
 DELTAWEB_VERSION = version.VERSION
 DELTAWEB_SERVER_HEADER = version.SERVER_HEADER
+DELTAWEB_VERSION_HEADER = version.VERSION_HEADER
 DELTAWEB_DEFAULT_DRIVER = env("API_DRIVER", default="mock")
 # Shown in `WWW-Authenticate: Basic realm="<driver>-deltacloud@<host>"`.
 DELTAWEB_HOSTNAME = env("DELTAWEB_HOSTNAME", default=socket.gethostname())

@@ -7,8 +7,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from deltaweb.version import VERSION_HEADER
-
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -97,7 +95,8 @@ class DeltacloudMiddleware:
         if not request.META.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
             # gunicorn writes the Server header itself (deltaweb/gunicorn_conf.py).
             response["Server"] = settings.DELTAWEB_SERVER_HEADER
-        response[VERSION_HEADER[0]] = VERSION_HEADER[1]
+        name, value = settings.DELTAWEB_VERSION_HEADER
+        response[name] = value
         context = getattr(request, "dc_context", None)
         driver = context.driver if context else (request.dc_selection[0] or settings.DELTAWEB_DEFAULT_DRIVER)
         provider = context.provider if context else request.dc_selection[1]

@@ -114,7 +114,6 @@ class Command(BaseCommand):
         for folder in getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}).values():
             if isinstance(folder, str) and folder.startswith("/"):
                 Path(folder).mkdir(parents=True, exist_ok=True)
-        import deltaweb.celery  # noqa: F401  (the app health pings are sent with)
 
         node = socket.gethostname()
         timeout = min(10.0, options["health_interval"])

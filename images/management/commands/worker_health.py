@@ -29,8 +29,6 @@ class Command(BaseCommand):
         else:
             if not (node or queue):
                 raise CommandError("Give --queue, --node or --beat")
-            import deltaweb.celery  # noqa: F401  (the app the ping is sent with)
-
             result = health.check_worker(node or f"{queue}@{socket.gethostname()}", timeout=timeout)
         (self.stdout if result.ok else self.stderr).write(result.reason)
         sys.exit(0 if result.ok else 1)
