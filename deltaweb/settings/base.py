@@ -85,6 +85,9 @@ else:
     # A new connection per request makes reads several times slower.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # The same backend, whose health check needs no round trip (deltaweb/db/postgresql/base.py).
+        DATABASES["default"]["ENGINE"] = "deltaweb.db.postgresql"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
