@@ -94,6 +94,42 @@ def _statement(driver: str | None, provider: str | None, user_pk) -> tuple[str, 
     return f"EXECUTE {PREPARED} (%s, %s, %s, %s)", [True, driver, provider, user_pk]
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """One model's columns in a row of the query, with the converters the ORM would apply."""
+
+    model: type
+    attnames: list[str]
+    converters: list[tuple[int, object, list]]
+    pk_index: int
+
+    @classmethod
+    def of(cls, model) -> _Columns:
+        fields = model._meta.concrete_fields
+        converters = []
+        for index, field in enumerate(fields):
+            col = field.get_col(model._meta.db_table)
+            found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            if found:
+                converters.append((index, col, found))
+        pk_index = [f.attname for f in fields].index(model._meta.pk.attname)
+        return cls(model, [f.attname for f in fields], converters, pk_index)
+
+    def model_from(self, values) -> object:
+        values = list(values)
+        for index, col, functions in self.converters:
+            for convert in functions:
+                values[index] = convert(values[index], col, connection)
+        return self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, values)
+
+
+@functools.cache
+def _converted_rows() -> tuple[_Columns, _Columns]:
+    """(account, user) columns: a plain cursor row becomes model instances
+    without a RawQuerySet's per-query introspection."""
+    return _Columns.of(ProviderAccount), _Columns.of(get_user_model())
+
+
 def _no_account(driver: str | None, provider: str | None) -> NoAccount:
     wanted = " ".join(
         part for part in (driver and f"driver '{driver}'", provider and f"provider '{provider}'") if part
@@ -108,16 +144,21 @@ def resolve(user, driver: str | None, provider: str | None):
         return user, account_resolve(user=user, driver=driver, provider=provider)
     if driver is not None and driver not in DRIVERS:
         raise UnknownDriver(driver)
-    _, user_columns, user_attnames = _user_and_account_sql()
-    found = next(iter(ProviderAccount.objects.raw(*_statement(driver, provider, user.pk))), None)
-    row = None
-    if found is not None:
-        values = [getattr(found, f"dw_u_{c}") for c in user_columns]
-        row = get_user_model().from_db(DEFAULT_DB_ALIAS, user_attnames, values)
+    sql, params = _statement(driver, provider, user.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        values = cursor.fetchone()
+    row = account = None
+    if values is not None:
+        accounts, users = _converted_rows()
+        split = len(accounts.attnames)
+        row = users.model_from(values[split:])
+        if values[accounts.pk_index] is not None:
+            account = accounts.model_from(values[:split])
     confirmed = auth.confirm(user, row)
-    if found.pk is None:
+    if account is None:
         raise _no_account(driver, provider)
-    return confirmed, found
+    return confirmed, account
 
 
 def build_context(request, *, needs_account: bool) -> ApiContext:
