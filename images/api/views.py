@@ -9,6 +9,7 @@ version; writes and provider calls go through ``images.operations`` and
 from __future__ import annotations
 
 import contextlib
+from urllib.parse import quote
 
 from django.conf import settings
 from django.http import HttpResponseRedirect
@@ -52,7 +53,9 @@ class ApiEntryViewSet(DescriptionViewSet):
 
     def create(self, request):
         """``POST /api`` with driver/provider: redirect to the matrix form."""
-        parts = [f";{k}={request.data[k]}" for k in ("driver", "provider") if request.data.get(k)]
+        chosen = {k: self.param(k) for k in ("driver", "provider")}
+        # Percent-encoded: the Location must stay a URI whatever the client sent.
+        parts = [f";{k}={quote(v, safe='')}" for k, v in chosen.items() if v]
         if not parts:
             raise ApiError(400, "Give a driver or provider to select")
         return HttpResponseRedirect(f"{self.urls.base}/api{''.join(parts)}", status=301)

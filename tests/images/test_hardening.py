@@ -680,3 +680,22 @@ def test_gevent_worker_closes_database_connections_when_its_client_leaves(monkey
         worker.handle(None, SimpleNamespace(settimeout=timeouts.append), None)
     assert closed == [True]
     assert timeouts == [gunicorn_conf.CLIENT_TIMEOUT]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "status", "location"),
+    [
+        ({"driver": "", "provider": [None, None]}, 400, None),
+        ({"driver": 5}, 400, None),
+        ({"driver": "mock", "provider": "a;b=c d"}, 301, "/api;driver=mock;provider=a%3Bb%3Dc%20d"),
+    ],
+)
+def test_api_entry_post_redirects_only_to_a_uri(client, body, status, location):
+    """Found by the schema fuzz: non-string JSON values once landed in the Location header."""
+    response = client.post("/api", body, content_type="application/json", HTTP_ACCEPT="application/xml")
+    assert response.status_code == status
+    if location:
+        assert response["Location"].endswith(location)
+    else:
+        assert b"<error status='400'" in response.content
