@@ -1,6 +1,6 @@
 """Read throughput: deltaweb against framework-free baselines, same machine, same run.
 
-Starts gunicorn servers (2 sync workers each) on one PostgreSQL database:
+Starts gunicorn servers (2 workers each, deltaweb/gunicorn_conf.py) on one PostgreSQL database:
 the raw WSGI baseline (one query, orjson), a static-bytes app (deltaweb's
 own bytes after the same kind of Basic-auth check), deltaweb, and deltaweb
 with its render cache off (so a page's keyset query runs every time). Then
@@ -284,7 +284,7 @@ def main(args: list[str]) -> None:
         rss = streamed_rss(env, {"X-Deltacloud-Provider": "p100000"})
         engine = "PostgreSQL" if db.startswith("postgres") else "SQLite"
         print(
-            f"\nReads on {engine}, gunicorn 2 sync workers per server, {rounds} interleaved rounds "
+            f"\nReads on {engine}, gunicorn_conf.py's workers (2 per server), {rounds} interleaved rounds "
             f"of {seconds:.0f}s, medians ({tool} load, 32 connections)\n"
         )
         print(f"{'case':<11} {'server':<18} {'req/s':>8} {'x baseline':>11} {'p99 ms':>8}")
