@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from images import services, sync
 from images.api.render_cache import render_cache
+from images.api.replay import replay_cache
 from images.models import ProviderAccount
 
 MOCK_CREDENTIALS = {"username": "mockuser", "password": "mockpassword"}
@@ -25,10 +26,12 @@ def _isolated(settings, tmp_path):
     # given: every test its own mock cloud and empty per-process caches
     settings.DELTAWEB_MOCK_STORAGE = tmp_path / "mock"
     render_cache.clear()
+    replay_cache.clear()
     cache.clear()
     services._drivers.clear()
     yield
     render_cache.clear()
+    replay_cache.clear()
     services._drivers.clear()
 
 

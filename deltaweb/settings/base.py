@@ -34,6 +34,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # A repeated image read whose account row is unchanged gets its recorded
+    # answer after the one query every read makes (images/api/replay.py).
+    "images.api.replay.ReplayMiddleware",
     # First: refuses oversized bodies, bad hosts and malformed API input before
     # any other work (images/api/guard.py); adds the CSP to HTML pages.
     "images.api.guard.EdgeGuardMiddleware",
@@ -206,6 +209,9 @@ DELTAWEB_AUTH_CACHE_SECONDS = env.int("DELTAWEB_AUTH_CACHE_SECONDS", default=300
 # Rendered catalog documents kept per process (bytes), and the biggest one kept.
 DELTAWEB_RENDER_CACHE_BYTES = env.int("DELTAWEB_RENDER_CACHE_BYTES", default=64 * 1024 * 1024)
 DELTAWEB_RENDER_CACHE_MAX_ITEM = env.int("DELTAWEB_RENDER_CACHE_MAX_ITEM", default=16 * 1024 * 1024)
+# Recorded answers to repeated image reads (images/api/replay.py), per process.
+DELTAWEB_REPLAY_CACHE_BYTES = env.int("DELTAWEB_REPLAY_CACHE_BYTES", default=32 * 1024 * 1024)
+DELTAWEB_REPLAY_MAX_ITEM = env.int("DELTAWEB_REPLAY_MAX_ITEM", default=1024 * 1024)
 
 # API collections (issue 9): the largest ?limit= page, and the size from which a
 # whole unpaginated list is streamed from a server-side cursor instead of kept.

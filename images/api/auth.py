@@ -36,11 +36,13 @@ def _mac(*parts: str) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
 
 
-def _cache_key(username: str, password: str) -> str:
+def cache_key(username: str, password: str) -> str:
+    """Where a verified credential is remembered (an HMAC: never the password)."""
     return "dw:auth:" + _mac("basic", username, password)
 
 
-def _fingerprint(user) -> str:
+def fingerprint(user) -> str:
+    """Changes with the user's password hash: a remembered entry outlives no password change."""
     return _mac("pwhash", str(user.pk), user.password)[:32]
 
 
@@ -56,11 +58,11 @@ def _load_user(pk):
     return found[0] if found else None
 
 
-def _remembered_user(key: str, pk, fingerprint: str, username: str):
+def _remembered_user(key: str, pk, remembered: str, username: str):
     """A stand-in for the user until its row, read with the account, confirms it."""
     user = get_user_model()(pk=pk, username=username)
     user._state.adding = False
-    setattr(user, PENDING, (key, fingerprint))
+    setattr(user, PENDING, (key, remembered))
     return user
 
 
@@ -70,8 +72,8 @@ def is_unconfirmed(user) -> bool:
 
 def confirm(stand_in, row):
     """The fresh user row if it still matches the remembered verification; else 401."""
-    key, fingerprint = getattr(stand_in, PENDING)
-    if row is not None and row.is_active and hmac.compare_digest(_fingerprint(row), fingerprint):
+    key, remembered = getattr(stand_in, PENDING)
+    if row is not None and row.is_active and hmac.compare_digest(fingerprint(row), remembered):
         return row
     cache.delete(key)
     raise exceptions.AuthenticationFailed("Unauthorized")
@@ -86,7 +88,7 @@ class CachedBasicAuthentication(BasicAuthentication):
     """DRF Basic auth whose successful checks are remembered briefly."""
 
     def authenticate_credentials(self, userid, password, request=None):
-        key = _cache_key(userid, password)
+        key = cache_key(userid, password)
         user = self._remembered(key, userid)
         if user is not None:
             return user, None
@@ -100,7 +102,7 @@ class CachedBasicAuthentication(BasicAuthentication):
             if user is None or not user.is_active:
                 throttle.failed(request, userid, password)
                 raise exceptions.AuthenticationFailed("Unauthorized")
-            cache.set(key, (user.pk, _fingerprint(user)), settings.DELTAWEB_AUTH_CACHE_SECONDS)
+            cache.set(key, (user.pk, fingerprint(user)), settings.DELTAWEB_AUTH_CACHE_SECONDS)
             return user, None
 
     @staticmethod

@@ -77,7 +77,7 @@ _prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 PREPARED = "deltaweb_user_and_account"
 
 
-def _statement(driver: str | None, provider: str | None, user_pk) -> tuple[str, list]:
+def statement(driver: str | None, provider: str | None, user_pk) -> tuple[str, list]:
     """The SQL and its parameters: EXECUTE of a prepared statement on
     PostgreSQL, the query itself elsewhere."""
     template = _user_and_account_sql()[0]
@@ -124,7 +124,7 @@ class _Columns:
 
 
 @functools.cache
-def _converted_rows() -> tuple[_Columns, _Columns]:
+def converted_rows() -> tuple[_Columns, _Columns]:
     """(account, user) columns: a plain cursor row becomes model instances
     without a RawQuerySet's per-query introspection."""
     return _Columns.of(ProviderAccount), _Columns.of(get_user_model())
@@ -137,24 +137,35 @@ def _no_account(driver: str | None, provider: str | None) -> NoAccount:
     return NoAccount(f"No provider account{' for ' + wanted if wanted else ''} is available to this user")
 
 
-def resolve(user, driver: str | None, provider: str | None):
+def fetch(driver: str | None, provider: str | None, user_pk) -> tuple | None:
+    """The row of the one query: the account's columns, then the user's."""
+    sql, params = statement(driver, provider, user_pk)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def resolve(user, driver: str | None, provider: str | None, fetched: tuple | None = None):
     """(user, account) for the request: one query, which also confirms a
-    remembered user's row. Raises NoAccount when the user may use none."""
+    remembered user's row. Raises NoAccount when the user may use none.
+    ``fetched``: (driver, provider, user pk, row) this request already read."""
     if not auth.is_unconfirmed(user):
         return user, account_resolve(user=user, driver=driver, provider=provider)
     if driver is not None and driver not in DRIVERS:
         raise UnknownDriver(driver)
-    sql, params = _statement(driver, provider, user.pk)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        values = cursor.fetchone()
+    if fetched is not None and fetched[:3] == (driver, provider, user.pk):
+        values = fetched[3]
+    else:
+        values = fetch(driver, provider, user.pk)
     row = account = None
     if values is not None:
-        accounts, users = _converted_rows()
+        accounts, users = converted_rows()
         split = len(accounts.attnames)
         row = users.model_from(values[split:])
         if values[accounts.pk_index] is not None:
             account = accounts.model_from(values[:split])
+            # The row as read: a recorded answer is replayed only while it is unchanged (replay.py).
+            account.dw_row = tuple(values[:split])
     confirmed = auth.confirm(user, row)
     if account is None:
         raise _no_account(driver, provider)
@@ -173,7 +184,8 @@ def build_context(request, *, needs_account: bool) -> ApiContext:
     urls = Urls(base_url(django_request))
     user = getattr(request, "user", None)
     if needs_account:
-        request.user, account = resolve(user, driver, provider)
+        request.user, account = resolve(user, driver, provider, getattr(django_request, "dc_fetched", None))
+        django_request.dc_user = request.user
         return ApiContext(account.driver, account.provider or None, account, urls)
     if driver is None and user is not None and user.is_authenticated:
         try:
