@@ -3,7 +3,7 @@
 Starts gunicorn servers (2 workers each, deltaweb/gunicorn_conf.py) on one PostgreSQL database:
 the raw WSGI baseline (one query, orjson), a static-bytes app (deltaweb's
 own bytes after the same kind of Basic-auth check), deltaweb, and deltaweb
-with its render cache off (so a page's keyset query runs every time). Then
+with its render and replay caches off (so a page's keyset query runs every time). Then
 one deltaweb worker alone streams the 100,000-image list while its peak RSS
 is read. Rounds are interleaved and medians reported, since absolute numbers
 move with machine load while the ratios hold.
@@ -215,7 +215,11 @@ def main(args: list[str]) -> None:
             "baseline": ("bench.baseline:application", {}, 2),
             "static": ("bench.baseline:static_application", {"BENCH_STATIC_DIR": str(static_dir)}, 2),
             "deltaweb": ("deltaweb.wsgi", {}, 2),
-            "cache off": ("deltaweb.wsgi", {"DELTAWEB_RENDER_CACHE_MAX_ITEM": "0"}, 2),
+            "cache off": (
+                "deltaweb.wsgi",
+                {"DELTAWEB_RENDER_CACHE_MAX_ITEM": "0", "DELTAWEB_REPLAY_MAX_ITEM": "0"},
+                2,
+            ),
         }
         with servers(env, apps) as ports:
 
@@ -291,7 +295,7 @@ def main(args: list[str]) -> None:
         for label, name, rps, base, p99 in rows:
             ratio = "" if name.startswith("baseline") else f"{rps / base:.2f}x"
             print(f"{label:<11} {name:<18} {rps:>8.0f} {ratio:>11} {p99:>8.1f}")
-        print("\n50-item pages, render cache off (the keyset query runs every time)")
+        print("\n50-item pages, render and replay caches off (the keyset query runs every time)")
         print(f"{'catalog':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
         for size, rps, p50, p99 in pages:
             print(f"{int(size):>10,} imgs {rps:>8.0f} {p50:>8.1f} {p99:>8.1f}")
