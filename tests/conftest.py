@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -19,6 +20,17 @@ MOCK_CREDENTIALS = {"username": "mockuser", "password": "mockpassword"}
 
 def basic(username: str = "mockuser", password: str = "mockpassword") -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+    """Poll until ``predicate()`` is truthy and return its value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(autouse=True)

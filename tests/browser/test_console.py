@@ -21,7 +21,7 @@ from django.contrib.auth.models import Group
 from images import operations, services, sync
 from images.models import Image, Operation, SyncRun
 from providers.exceptions import ProviderError
-from tests.conftest import make_account
+from tests.conftest import make_account, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 OP = Operation.Status
@@ -29,16 +29,6 @@ PASSWORD = "operator-pw-123"
 ACCESS_LINE = re.compile(r'"(?:GET|POST|HEAD) (\S+) HTTP/[0-9.]+" (\d{3}) ')
 # Set to a folder (docs/) to refresh the README's screenshot from this run.
 SCREENSHOT_COPY = os.environ.get("DELTAWEB_SCREENSHOT_COPY", "")
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Operator:

@@ -27,21 +27,11 @@ from deltaweb.settings.base import broker_transport_options
 from images import services, sync
 from images.models import Operation
 from providers.base import ImageState
-from tests.conftest import make_account
+from tests.conftest import make_account, wait_until
 from tests.integration.conftest import Process
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 AUTH = "Basic " + base64.b64encode(b"mockuser:mockpassword").decode()
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def redis_url() -> str:

@@ -8,53 +8,22 @@ request 409, one image. Deletes of one image: one 204 and one operation.
 
 from __future__ import annotations
 
-import shutil
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from images import operations, services, sync
-from images.api.render_cache import render_cache
 from images.models import Image, Operation
-from tests.conftest import basic, make_account
+from tests.conftest import basic, make_account, wait_until
 from tests.integration.conftest import BIN, Process, Stack, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 THREADS = 30
 HEADERS = {"Accept": "application/xml", "Authorization": basic()}
-
-
-def _empty_broker() -> None:
-    """Only this run's broker: FLUSHDB of its Redis database (never the server's
-    other databases), or the embedded broker's folders."""
-    if settings.CELERY_BROKER_URL.startswith("redis"):
-        import redis
-
-        redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
-        return
-    for key in ("data_folder_in", "control_folder"):
-        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key])
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
-
-
-@pytest.fixture
-def live(tmp_path, settings, transactional_db):
-    mock_storage = tmp_path / "mock"
-    settings.DELTAWEB_MOCK_STORAGE = mock_storage
-    render_cache.clear()
-    _empty_broker()
-    running = Stack(tmp_path, mock_storage)
-    yield running
-    running.stop()
-    _empty_broker()
 
 
 def web(stack: Stack, workers: int = 6) -> str:
@@ -68,16 +37,6 @@ def web(stack: Stack, workers: int = 6) -> str:
     wait_until(lambda: proc.output().count("Booting worker") >= workers, 60, "the web workers")
     wait_until(lambda: request("GET", f"{base}/api") == "200", 30, "the API")
     return base
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def request(method: str, url: str, data: dict | None = None) -> str:
@@ -109,7 +68,7 @@ def together(count: int, call) -> Counter:
     return Counter(outcomes)
 
 
-def test_same_named_creates_on_a_no_id_provider_with_the_worker_running(live, api_user):
+def test_same_named_creates_on_a_no_id_provider_with_the_worker_running(stack, api_user):
     # given: an FGCP-like account (no id returned), a worker, the API; the first create stays
     # in flight through the burst (once it is done, the same name may be created again there)
     account = make_account(
@@ -118,8 +77,8 @@ def test_same_named_creates_on_a_no_id_provider_with_the_worker_running(live, ap
     sync.catalog_sync(account=account)
     services.build_driver(account=account).instance_action("inst1", "stop")
     operations.instance_refresh(account=account, external_id="inst1")
-    live.worker()
-    base = web(live)
+    stack.worker()
+    base = web(stack)
 
     # when: 30 clients create the same name at once
     outcomes = together(
@@ -136,11 +95,11 @@ def test_same_named_creates_on_a_no_id_provider_with_the_worker_running(live, ap
     assert [i.external_id for i in visible] == [op.external_id]
 
 
-def test_concurrent_deletes_with_the_worker_running(live, api_user):
+def test_concurrent_deletes_with_the_worker_running(stack, api_user):
     account = make_account("cloud", users=[api_user], is_default=True)
     sync.catalog_sync(account=account)
-    live.worker()
-    base = web(live)
+    stack.worker()
+    base = web(stack)
 
     outcomes = together(THREADS, lambda: request("DELETE", f"{base}/api/images/img1"))
 

@@ -14,20 +14,10 @@ from django.utils import timezone
 
 from images import services, sync, tasks
 from images.models import ProviderAccount, SyncRun
-from tests.conftest import make_account
+from tests.conftest import make_account, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 JSON = {"HTTP_ACCEPT": "application/json"}
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def slow_cloud(api_user, images: int, **params) -> ProviderAccount:

@@ -9,21 +9,11 @@ import pytest
 
 from images import services, sync, tasks
 from images.models import Image, Operation
-from tests.conftest import make_account
+from tests.conftest import make_account, wait_until
 from tests.integration.conftest import flush_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 XML = {"HTTP_ACCEPT": "application/xml"}
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def account_with(api_user, **params):

@@ -83,7 +83,12 @@ def _chunks(parts: Iterable[str], size: int = CHUNK_ROWS) -> Iterator[bytes]:
 
 
 class Representation:
-    """Subclasses set the names and define ``xml``, ``json``, ``entry`` and ``page``."""
+    """Subclasses set the names and define ``xml``, ``json``, ``entry`` and ``page``.
+
+    A resource defines only the forms its routes serve (instance states have no
+    page of their own, a run result is never listed, the entry point builds its
+    XML whole); the others stay abstract here, and no route asks for them.
+    """
 
     plural: str
     singular: str
