@@ -465,13 +465,15 @@ def _after_poll(op: Operation, remote: ProviderImage | None) -> None:
     if not Operation.objects.filter(pk=op.pk, status__in=Operation.ACTIVE).exists():
         return  # cancelled during this look: the image keeps the operator's final state
     if remote is not None:
-        image_store(account=op.account, image=remote, resurrect=False)
-        if remote.state.terminal:
-            reason = remote.failure_reason or (
-                "" if remote.state == ImageState.AVAILABLE else f"The provider reports {remote.raw_state}"
-            )
-            _finish(op, _terminal_status(remote.state), reason)
-            return
+        # One transaction: a reader never sees the image final while its operation still polls.
+        with transaction.atomic():
+            image_store(account=op.account, image=remote, resurrect=False)
+            if remote.state.terminal:
+                reason = remote.failure_reason or (
+                    "" if remote.state == ImageState.AVAILABLE else f"The provider reports {remote.raw_state}"
+                )
+                _finish(op, _terminal_status(remote.state), reason)
+                return
     _schedule_next(op)
 
 
