@@ -43,3 +43,26 @@ def test_terminated_connection_is_not_usable_and_is_replaced():
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != pid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_one_query_is_prepared_by_the_server_and_orm_queries_are_not():
+    from django.contrib.auth import get_user_model
+    from django.test.utils import CaptureQueriesContext
+
+    from images.api import context
+
+    user = get_user_model().objects.create_user("prepared", password="x")
+    list(get_user_model().objects.filter(username="prepared"))  # an ORM query, bound on the client
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(3):
+            fetched = context.fetch(None, None, user.pk)
+    # The user's row version, raw; no account for this user, so none of its version.
+    assert fetched.version[2:] == (None, None, None) and all(fetched.version[:2])
+    assert fetched.row()[-5:-3] == tuple(v.decode() for v in fetched.version[:2])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        prepared = cursor.fetchall()
+    assert len(prepared) == 1 and prepared[0][0].startswith("SELECT a.id") and prepared[0][1] == 3
+    # Logged with its values, like any other query (DEBUG, query counts in tests).
+    assert all(q["sql"].startswith("SELECT a.id") and f"= {user.pk}" in q["sql"] for q in queries)

@@ -211,7 +211,7 @@ DELTAWEB_RENDER_CACHE_BYTES = env.int("DELTAWEB_RENDER_CACHE_BYTES", default=64 
 DELTAWEB_RENDER_CACHE_MAX_ITEM = env.int("DELTAWEB_RENDER_CACHE_MAX_ITEM", default=16 * 1024 * 1024)
 # Recorded answers to repeated image reads (images/api/replay.py), per process.
 DELTAWEB_REPLAY_CACHE_BYTES = env.int("DELTAWEB_REPLAY_CACHE_BYTES", default=32 * 1024 * 1024)
-DELTAWEB_REPLAY_MAX_ITEM = env.int("DELTAWEB_REPLAY_MAX_ITEM", default=1024 * 1024)
+DELTAWEB_REPLAY_MAX_ITEM = env.int("DELTAWEB_REPLAY_MAX_ITEM", default=2 * 1024 * 1024)
 
 # API collections (issue 9): the largest ?limit= page, and the size from which a
 # whole unpaginated list is streamed from a server-side cursor instead of kept.
@@ -296,7 +296,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- The edge: input limits, login throttling, headers (images/api/guard.py, throttle.py) ---
 # Bodies over this are refused with 413 from Content-Length, before a byte is read.
-DELTAWEB_MAX_BODY_BYTES = env.int("DELTAWEB_MAX_BODY_BYTES", default=1024 * 1024)
+DELTAWEB_MAX_BODY_BYTES = env.int("DELTAWEB_MAX_BODY_BYTES", default=2 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = DELTAWEB_MAX_BODY_BYTES
 # Ids, path segments, matrix parameters and X-Deltacloud-* headers, in UTF-8 bytes.
 DELTAWEB_MAX_ID_BYTES = 255

@@ -8,7 +8,6 @@ back from one query.
 from __future__ import annotations
 
 import functools
-import weakref
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -41,19 +40,20 @@ def base_url(request) -> str:
 
 
 @functools.cache
-def _user_and_account_sql() -> tuple[str, list[str], list[str]]:
-    """(SQL, user columns, user attnames): the user row and, beside it, the account
-    ``account_resolve`` would pick. The placeholders are named: enabled, driver and
-    provider (NULL: any), user."""
+def _user_and_account_sql() -> str:
+    """The user row and, beside it, the account ``account_resolve`` would pick
+    (then, on PostgreSQL, the version: ``Fetched``). The placeholders are named:
+    enabled, driver and provider (NULL: any), user."""
     user_meta, account_meta = get_user_model()._meta, ProviderAccount._meta
     users = ProviderAccount.users.through._meta.db_table
     groups = ProviderAccount.groups.through._meta.db_table
     user_groups = get_user_model().groups.through._meta.db_table
     user_columns = [f.column for f in user_meta.concrete_fields]
-    user_attnames = [f.attname for f in user_meta.concrete_fields]
     account_columns = [f.column for f in account_meta.concrete_fields]
     # The user's columns under names of their own (both tables have an `id`).
     select = ", ".join([*(f"a.{c}" for c in account_columns), *(f"u.{c} AS dw_u_{c}" for c in user_columns)])
+    if connection.vendor == "postgresql":
+        select += ", " + ", ".join(_VERSION_COLUMNS)
     pick = (
         f"SELECT b.id FROM {account_meta.db_table} b WHERE b.enabled = {{enabled}}"
         f" AND (u.is_superuser"
@@ -63,35 +63,54 @@ def _user_and_account_sql() -> tuple[str, list[str], list[str]]:
         " AND ({driver} IS NULL OR b.driver = {driver}) AND ({provider} IS NULL OR b.provider = {provider})"
         " ORDER BY b.is_default DESC, b.id LIMIT 1"
     )
-    sql = (
-        f"SELECT {select} FROM {user_meta.db_table} u"
-        f" LEFT JOIN {account_meta.db_table} a ON a.id = ({pick})"
+    tail = (
+        f" FROM {user_meta.db_table} u LEFT JOIN {account_meta.db_table} a ON a.id = ({pick})"
         f" WHERE u.{user_meta.pk.column} = {{user}}"
     )
-    return sql, user_columns, user_attnames
+    if connection.vendor == "postgresql":
+        # Bound on the server, so a NULL's type must be spelled out.
+        marks = {"enabled": "true", "driver": "%(d)s::varchar", "provider": "%(p)s::varchar", "user": "%(u)s"}
+    else:
+        marks = {"enabled": "%s", "driver": "%s", "provider": "%s", "user": "%s"}
+    return f"SELECT {select}{tail}".format(**marks)
 
 
-# Raw connections the statement is prepared on: planning it costs several
-# times its execution, and this query runs on every authenticated read.
-_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-PREPARED = "deltaweb_user_and_account"
+def _params(driver: str | None, provider: str | None, user_pk) -> dict | list:
+    if connection.vendor == "postgresql":
+        return {"d": driver, "p": provider, "u": user_pk}
+    return [True, driver, driver, provider, provider, user_pk]
 
 
-def statement(driver: str | None, provider: str | None, user_pk) -> tuple[str, list]:
-    """The SQL and its parameters: EXECUTE of a prepared statement on
-    PostgreSQL, the query itself elsewhere."""
-    template = _user_and_account_sql()[0]
-    if connection.vendor != "postgresql":
-        sql = template.format(enabled="%s", driver="%s", provider="%s", user="%s")
-        return sql, [True, driver, driver, provider, provider, user_pk]
-    connection.ensure_connection()
-    raw = connection.connection
-    if raw not in _prepared:
-        sql = template.format(enabled="$1", driver="$2", provider="$3", user="$4")
-        with connection.cursor() as cursor:
-            cursor.execute(f"PREPARE {PREPARED} (boolean, varchar, varchar, integer) AS {sql}")
-        _prepared[raw] = True
-    return f"EXECUTE {PREPARED} (%s, %s, %s, %s)", [True, driver, provider, user_pk]
+# Each row's xmin and ctid: every update writes a new tuple (another location, and
+# another transaction unless it is the same one), so they change with any change.
+_VERSION_COLUMNS = ("u.xmin", "u.ctid", "a.id AS dw_a_id", "a.xmin AS dw_a_xmin", "a.ctid AS dw_a_ctid")
+
+
+class Fetched:
+    """The one query's answer: its version at once, the row parsed only when asked.
+
+    The version is what a recorded answer depends on (replay.py): on PostgreSQL
+    the rows' ``_VERSION_COLUMNS`` read raw from the result (a repeated read
+    parses nothing else), elsewhere the whole row."""
+
+    def __init__(self, selection: tuple, cursor) -> None:
+        self.selection = selection  # (driver, provider, user pk)
+        self._cursor = cursor
+        self._row: tuple | None = None
+        if connection.vendor == "postgresql":
+            result = cursor.pgresult
+            found = result.ntuples > 0
+            last = result.nfields
+            versions = range(last - len(_VERSION_COLUMNS), last)
+            self.version = tuple(result.get_value(0, i) for i in versions) if found else None
+        else:
+            self._row = cursor.fetchone()
+            self.version = self._row
+
+    def row(self) -> tuple | None:
+        if self._row is None and self.version is not None:
+            self._row = self._cursor.fetchone()
+        return self._row
 
 
 @dataclass(frozen=True)
@@ -137,35 +156,38 @@ def _no_account(driver: str | None, provider: str | None) -> NoAccount:
     return NoAccount(f"No provider account{' for ' + wanted if wanted else ''} is available to this user")
 
 
-def fetch(driver: str | None, provider: str | None, user_pk) -> tuple | None:
-    """The row of the one query: the account's columns, then the user's."""
-    sql, params = statement(driver, provider, user_pk)
+def fetch(driver: str | None, provider: str | None, user_pk) -> Fetched:
+    """The one query: the account's columns, then the user's (then the version)."""
+    sql = _user_and_account_sql()
+    if connection.vendor == "postgresql":
+        # Prepared by the server: planning it costs several times its execution.
+        cursor = connection.prepared_execute(sql, {"d": driver, "p": provider, "u": user_pk})
+        return Fetched((driver, provider, user_pk), cursor)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
+        cursor.execute(sql, [True, driver, driver, provider, provider, user_pk])
+        return Fetched((driver, provider, user_pk), cursor)
 
 
-def resolve(user, driver: str | None, provider: str | None, fetched: tuple | None = None):
+def resolve(user, driver: str | None, provider: str | None, fetched: Fetched | None = None):
     """(user, account) for the request: one query, which also confirms a
     remembered user's row. Raises NoAccount when the user may use none.
-    ``fetched``: (driver, provider, user pk, row) this request already read."""
+    ``fetched``: what this request has already read (a replay's failed check)."""
     if not auth.is_unconfirmed(user):
         return user, account_resolve(user=user, driver=driver, provider=provider)
     if driver is not None and driver not in DRIVERS:
         raise UnknownDriver(driver)
-    if fetched is not None and fetched[:3] == (driver, provider, user.pk):
-        values = fetched[3]
-    else:
-        values = fetch(driver, provider, user.pk)
+    if fetched is None or fetched.selection != (driver, provider, user.pk):
+        fetched = fetch(driver, provider, user.pk)
+    values = fetched.row()
     row = account = None
     if values is not None:
         accounts, users = converted_rows()
         split = len(accounts.attnames)
-        row = users.model_from(values[split:])
+        row = users.model_from(values[split : split + len(users.attnames)])
         if values[accounts.pk_index] is not None:
             account = accounts.model_from(values[:split])
-            # The row as read: a recorded answer is replayed only while it is unchanged (replay.py).
-            account.dw_row = tuple(values[:split])
+            # What a recorded answer depends on: replayed only while it is unchanged (replay.py).
+            account.dw_version = fetched.version
     confirmed = auth.confirm(user, row)
     if account is None:
         raise _no_account(driver, provider)
@@ -196,6 +218,9 @@ def build_context(request, *, needs_account: bool) -> ApiContext:
             return ApiContext(account.driver, provider or account.provider or None, account, urls)
     elif user is not None:
         request.user = auth.confirm_alone(user)
+    else:
+        # Nothing but the request decides this answer: it may be replayed as it is (replay.py).
+        django_request.dc_request_only = True
     driver = driver or settings.DELTAWEB_DEFAULT_DRIVER
     if driver not in DRIVERS:
         raise UnknownDriver(driver)

@@ -10,59 +10,84 @@ what it was. Checking that is the one query the full path makes anyway (the
 account with the user row that confirms the remembered credential), so a
 repeat costs that query and no framework work. Anything else, or any
 difference, takes the full path, which records its answer for next time.
+
+The replay runs in front of Django (``ReplayFront``, wrapped around the WSGI
+application in ``deltaweb/wsgi.py``): a valid recorded answer costs the query,
+the credential check and the bytes, not Django's request handling. The
+middleware records, and replays where no front runs (the test client).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 
 from images.api import auth, context
 
 # The image collection and members, with or without matrix parameters on the root.
 _PATH = re.compile(r"^/api(;[^/]*)?/images(/(?!new$)[^/]+)?$")
+# Routes that describe a driver: without ?force_auth their answer depends on the request alone.
+_DESCRIPTIVE = re.compile(
+    r"^/api(;[^/]*)?(/|/hardware_profiles(/[^/]+)?|/instance_states|/drivers(/[^/]+)?)?$"
+)
 _KEY_HEADERS = (
     "HTTP_ACCEPT",
     "HTTP_HOST",
     "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_HOST",
     "HTTP_X_DELTACLOUD_DRIVER",
     "HTTP_X_DELTACLOUD_PROVIDER",
     "HTTP_IF_NONE_MATCH",
     "HTTP_AUTHORIZATION",
 )
+_SELECTING = frozenset(("HTTP_X_DELTACLOUD_DRIVER", "HTTP_X_DELTACLOUD_PROVIDER"))
 
 
 @dataclass(frozen=True)
 class Recorded:
     status: int
+    status_line: str
     headers: tuple[tuple[str, str], ...]
     body: bytes
-    # What the full path read: the selection it resolved and the account row it saw.
+    # What the full path read: the selection it resolved, the version of the rows it
+    # saw (context.version_of) and the credential's user and password fingerprint;
+    # None when it read nothing (a description of a driver): valid as long as the process.
     driver: str | None
     provider: str | None
-    account_row: tuple
+    version: tuple | None
     user_pk: object
+    fingerprint: str | None
 
 
-def _key(request: HttpRequest) -> tuple | None:
-    meta = request.META
-    if request.method != "GET" or meta.get("CONTENT_LENGTH") not in (None, "", "0"):
+def key_of(meta: Mapping[str, Any]) -> tuple | None:
+    """What selects the answer (a WSGI environ or ``request.META``); None when it may not be replayed."""
+    if meta.get("REQUEST_METHOD") != "GET" or meta.get("CONTENT_LENGTH") not in (None, "", "0"):
         return None
-    if "HTTP_TRANSFER_ENCODING" in meta or not _PATH.match(request.path_info):
+    path = meta.get("PATH_INFO", "")
+    if "HTTP_TRANSFER_ENCODING" in meta:
         return None
-    if not meta.get("HTTP_AUTHORIZATION", "").startswith("Basic "):
+    if _PATH.match(path):
+        if not meta.get("HTTP_AUTHORIZATION", "").startswith("Basic "):
+            return None
+    elif not _DESCRIPTIVE.match(path):
+        return None
+    # Other Deltacloud headers are checked by the full path (guard.py): never skip that.
+    if any(name.startswith("HTTP_X_DELTACLOUD_") and name not in _SELECTING for name in meta):
         return None
     headers = [meta.get(name) for name in _KEY_HEADERS]
-    return (request.path_info, meta.get("QUERY_STRING", ""), meta.get("wsgi.url_scheme", ""), *headers)
+    scope = (meta.get("QUERY_STRING", ""), meta.get("SCRIPT_NAME", ""), meta.get("wsgi.url_scheme", ""))
+    return (path, *scope, *headers)
 
 
 def _remembered(header: str) -> tuple[object, str] | None:
@@ -116,42 +141,68 @@ class ReplayCache:
 replay_cache = ReplayCache(settings.DELTAWEB_REPLAY_CACHE_BYTES, settings.DELTAWEB_REPLAY_MAX_ITEM)
 
 
+class ReplayFront:
+    """WSGI in front of Django: a valid recorded answer costs the one query and
+    nothing else (no request or response objects, signals or middleware)."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        key = key_of(environ)
+        entry = replay_cache.get(key) if key is not None else None
+        if entry is not None:
+            # What request_started does for the connection this path uses.
+            connection.close_if_unusable_or_obsolete()
+            try:
+                valid, fetched = _check(environ, entry)
+            except DatabaseError:
+                valid, fetched = False, None  # the full path meets the error again and answers it
+            if valid:
+                start_response(entry.status_line, list(entry.headers))
+                return [entry.body]
+            environ[_LOOKED] = fetched
+        return self.app(environ, start_response)
+
+
 class ReplayMiddleware:
-    """First in the chain: a recorded answer still valid is sent as it was."""
+    """First in the chain: records full answers (and replays them where no front runs: tests, runserver)."""
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        key = _key(request)
+        meta = request.META
+        key = key_of(meta)
         if key is None:
             return self.get_response(request)
-        entry = replay_cache.get(key)
-        if entry is not None:
-            response = _replay(request, entry)
-            if response is not None:
-                return response
+        if _LOOKED in meta:  # the front has just checked: the row it read serves the full path
+            request.dc_fetched = meta[_LOOKED]
+        elif (entry := replay_cache.get(key)) is not None:
+            valid, request.dc_fetched = _check(meta, entry)
+            if valid:
+                return _response(entry)
         response = self.get_response(request)
         _record(request, key, response)
         return response
 
 
-def _replay(request: HttpRequest, entry: Recorded) -> HttpResponse | None:
-    remembered = _remembered(request.META["HTTP_AUTHORIZATION"])
-    if remembered is None or remembered[0] != entry.user_pk:
-        return None
-    values = context.fetch(entry.driver, entry.provider, entry.user_pk)
-    # If the answer cannot be replayed, the full path uses this row instead of reading it again.
-    request.dc_fetched = (entry.driver, entry.provider, entry.user_pk, values)
-    if values is None:
-        return None
-    accounts, users = context.converted_rows()
-    split = len(accounts.attnames)
-    if tuple(values[:split]) != entry.account_row:
-        return None
-    user = users.model_from(values[split:])
-    if not user.is_active or not hmac.compare_digest(auth.fingerprint(user), remembered[1]):
-        return None
+_LOOKED = "deltaweb.replay.looked"
+
+
+def _check(meta: Mapping[str, Any], entry: Recorded) -> tuple[bool, context.Fetched | None]:
+    """Whether the recorded answer still holds (the same credential, verified
+    against the same password, and the rows it came from unchanged), and what
+    the one query read, for the full path when it does not."""
+    if entry.version is None:
+        return True, None
+    if _remembered(meta["HTTP_AUTHORIZATION"]) != (entry.user_pk, entry.fingerprint):
+        return False, None
+    fetched = context.fetch(entry.driver, entry.provider, entry.user_pk)
+    return fetched.version == entry.version, fetched
+
+
+def _response(entry: Recorded) -> HttpResponse:
     response = HttpResponse(entry.body, status=entry.status)
     del response["Content-Type"]  # a 304 has none: the recorded headers say
     for name, value in entry.headers:
@@ -162,22 +213,44 @@ def _replay(request: HttpRequest, entry: Recorded) -> HttpResponse | None:
 def _record(request: HttpRequest, key: tuple, response: HttpResponse) -> None:
     if response.status_code not in (200, 304) or response.streaming or response.cookies:
         return
-    ctx = getattr(request, "dc_context", None)
-    account = ctx.account if ctx is not None else None
-    row = getattr(account, "dw_row", None)
-    user = getattr(request, "dc_user", None)
-    if row is None or user is None:
-        return  # resolved without the one query (a fresh verification): nothing to check against
+    if "cookie" in response.get("Vary", "").lower():
+        return
     selection = getattr(request, "dc_selection", (None, None))
-    replay_cache.put(
-        key,
-        Recorded(
+    if getattr(request, "dc_request_only", False):  # set by context.build_context
+        entry = Recorded(
             response.status_code,
+            _status_line(response),
             tuple(response.items()),
             response.content,
             selection[0],
             selection[1],
-            row,
-            user.pk,
-        ),
+            None,
+            None,
+            None,
+        )
+        replay_cache.put(key, entry)
+        return
+    if not _PATH.match(request.META.get("PATH_INFO", "")):
+        return
+    ctx = getattr(request, "dc_context", None)
+    account = ctx.account if ctx is not None else None
+    version = getattr(account, "dw_version", None)
+    user = getattr(request, "dc_user", None)
+    if version is None or user is None:
+        return  # resolved without the one query (a fresh verification): nothing to check against
+    entry = Recorded(
+        response.status_code,
+        _status_line(response),
+        tuple(response.items()),
+        response.content,
+        selection[0],
+        selection[1],
+        version,
+        user.pk,
+        auth.fingerprint(user),
     )
+    replay_cache.put(key, entry)
+
+
+def _status_line(response: HttpResponse) -> str:
+    return f"{response.status_code} {response.reason_phrase}"

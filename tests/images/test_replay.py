@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.signals import request_started
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from images import services
-from images.api import base
+from images.api import base, context
 from images.api.replay import replay_cache
 from images.models import Image
 from tests.conftest import basic, make_account
@@ -137,3 +141,126 @@ def test_writes_and_streamed_answers_are_not_recorded(auth_client, synced_accoun
         b"".join(response.streaming_content)
     assert auth_client.delete("/api/images/img3").status_code == 204
     assert not replay_cache._entries
+
+
+# -- the WSGI front (deltaweb.wsgi.application): a hit never enters Django's handler ----------
+
+
+def wsgi_get(path: str, query: str = "", **headers: str) -> tuple[str, list, bytes]:
+    from deltaweb.wsgi import application
+
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SCRIPT_NAME": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "testserver",
+        "HTTP_AUTHORIZATION": basic(),
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": io.StringIO(),
+        **{"HTTP_" + name.upper(): value for name, value in headers.items()},
+    }
+    started = []
+
+    def start_response(status, response_headers, exc_info=None):
+        started.append((status, sorted(response_headers)))
+
+    chunks = application(environ, start_response)
+    body = b"".join(chunks)
+    getattr(chunks, "close", lambda: None)()
+    return started[0][0], started[0][1], body
+
+
+@pytest.fixture
+def handler_runs():
+    """Requests that reached Django's handler (its request_started signal)."""
+    seen = []
+
+    def started(sender, environ, **kwargs):
+        seen.append(environ["PATH_INFO"])
+
+    request_started.connect(started)
+    yield seen
+    request_started.disconnect(started)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("path", "query", "headers"),
+    [
+        ("/api/images", "", {"accept": "application/xml"}),
+        ("/api/images", "format=json", {}),
+        ("/api/images/img2", "", {"accept": "*/*; q=0.5, application/xml", "x_deltacloud_driver": "mock"}),
+    ],
+)
+def test_the_front_answers_a_repeat_with_the_full_paths_bytes_and_one_query(
+    synced_account, api_user, handler_runs, path, query, headers
+):
+    wsgi_get(path, query, **headers)  # verifies the password
+    full = wsgi_get(path, query, **headers)  # the one-query full path: recorded
+    assert full[0] == "200 OK" and len(handler_runs) == 2
+    with CaptureQueriesContext(connection) as queries:
+        replayed = wsgi_get(path, query, **headers)
+    assert replayed == full
+    assert len(handler_runs) == 2, "Django's handler ran for a recorded answer"
+    assert len(queries) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_front_hands_a_stale_answer_to_the_full_path_with_the_row_it_read(synced_account, api_user, handler_runs):
+    for _ in range(2):
+        before = wsgi_get("/api/images/img1", "format=json")
+    image = Image.objects.get(account=synced_account, external_id="img1")
+    services.catalog_touch(account=synced_account, image_ids=[image.pk])
+    Image.objects.filter(pk=image.pk).update(name="renamed")
+    with CaptureQueriesContext(connection) as queries:
+        after = wsgi_get("/api/images/img1", "format=json")
+    assert after[0] == "200 OK" and b"renamed" in after[2] and after != before
+    assert len(handler_runs) == 3
+    # The front's one query found the change; the full path used the row it read.
+    account_query = context._user_and_account_sql().split(" FROM", 1)[0]
+    sent = [q["sql"].split(" FROM", 1)[0] for q in queries]
+    assert sent.count(account_query) == 1 and len(sent) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_front_never_answers_other_deltacloud_headers_or_bodies(synced_account, api_user, handler_runs):
+    for _ in range(2):
+        wsgi_get("/api/images", "format=json")
+    status, _, body = wsgi_get("/api/images", "format=json", x_deltacloud_extra="a\x01b")
+    assert status.startswith("400") and len(handler_runs) == 3
+    assert "X-Deltacloud-Extra" in json.loads(body)["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("path", "query", "headers"),
+    [
+        ("/api", "", {"accept": "application/xml"}),
+        ("/api/", "format=json", {}),
+        ("/api;driver=ec2", "", {"accept": "*/*; q=0.5, application/xml"}),
+        ("/api/hardware_profiles/m1-small", "format=xml", {"x_deltacloud_driver": "mock"}),
+        ("/api/instance_states", "", {"accept": "application/json"}),
+        ("/api/drivers", "", {"accept": "text/html"}),
+    ],
+)
+def test_a_description_of_a_driver_is_replayed_without_a_query(handler_runs, path, query, headers):
+    full = wsgi_get(path, query, **headers)
+    assert full[0] == "200 OK" and len(handler_runs) == 1
+    with CaptureQueriesContext(connection) as queries:
+        replayed = wsgi_get(path, query, **headers)
+    assert replayed == full and len(handler_runs) == 1 and len(queries) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_force_auth_is_never_answered_from_a_recording(api_user, handler_runs):
+    for _ in range(2):
+        assert wsgi_get("/api", "force_auth=1")[0] == "200 OK"
+    get_user_model().objects.filter(pk=api_user.pk).update(is_active=False)
+    assert wsgi_get("/api", "force_auth=1")[0].startswith("401")
+    assert len(handler_runs) == 3

@@ -6,17 +6,60 @@ connection receives nothing from the server unless the server is going away
 (it sends a FATAL notice, or the socket reaches end of file), so a readable
 socket, or a connection psycopg already knows is broken, is what needs the
 real check; a quiet one is usable as it is.
+
+``prepared_cursor`` is for the one query every authenticated read makes: bound
+and prepared by the server (the extended protocol), so neither Python
+formatting of the parameters nor the server's planning is paid per request,
+and it works behind poolers that support protocol-level prepared statements
+(PgBouncer 1.21+), where SQL ``PREPARE`` does not.
 """
 
 from __future__ import annotations
 
 import select
 
-from django.db.backends.postgresql import base
+from django.db.backends.postgresql import base, operations
 from psycopg.pq import TransactionStatus
 
 
+class PreparedCursor(base.ServerBindingCursor):
+    """Server-side binding, the statement prepared on first use (psycopg keeps it per connection)."""
+
+    def execute(self, query, params=None, **kwargs):
+        return super().execute(query, params, prepare=True, **kwargs)
+
+
+class DatabaseOperations(operations.DatabaseOperations):
+    def last_executed_query(self, cursor, sql, params):
+        # A prepared execution leaves psycopg no query text: show the statement with its values.
+        return super().last_executed_query(cursor, sql, params) or self.compose_sql(sql, params)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
+
+    def get_connection_params(self) -> dict:
+        params = super().get_connection_params()
+        # Django turns psycopg's prepared statements off for every query (poolers);
+        # ORM queries bind on the client and never prepare anyway, so this reaches
+        # only PreparedCursor's statement.
+        if params.get("prepare_threshold") is None:
+            params["prepare_threshold"] = 5
+        return params
+
+    def prepared_execute(self, sql: str, params: dict):
+        """The psycopg cursor of a statement the server keeps prepared, executed
+        with Django's error translation; its ``pgresult`` can be read raw."""
+        self.close_if_health_check_failed()
+        self.ensure_connection()
+        cursor = PreparedCursor(self.connection)
+        if self.queries_logged:  # DEBUG and tests: logged and counted like any query
+            self._prepare_cursor(cursor).execute(sql, params)
+            return cursor
+        with self.wrap_database_errors:
+            cursor.execute(sql, params)
+        return cursor
+
     def is_usable(self) -> bool:
         conn = self.connection
         if conn is None or conn.closed or conn.broken:
