@@ -19,21 +19,20 @@ middleware records, and replays where no front runs (the test client).
 
 from __future__ import annotations
 
-import base64
-import binascii
+import hashlib
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 
-from images.api import auth, context
+from images.api import context
 
 # The image collection and members, with or without matrix parameters on the root.
 _PATH = re.compile(r"^/api(;[^/]*)?/images(/(?!new$)[^/]+)?$")
@@ -49,7 +48,6 @@ _KEY_HEADERS = (
     "HTTP_X_DELTACLOUD_DRIVER",
     "HTTP_X_DELTACLOUD_PROVIDER",
     "HTTP_IF_NONE_MATCH",
-    "HTTP_AUTHORIZATION",
 )
 _SELECTING = frozenset(("HTTP_X_DELTACLOUD_DRIVER", "HTTP_X_DELTACLOUD_PROVIDER"))
 
@@ -61,13 +59,15 @@ class Recorded:
     headers: tuple[tuple[str, str], ...]
     body: bytes
     # What the full path read: the selection it resolved, the version of the rows it
-    # saw (context.version_of) and the credential's user and password fingerprint;
-    # None when it read nothing (a description of a driver): valid as long as the process.
+    # saw (context.Fetched) and the user the credential was verified for; None when it
+    # read nothing (a description of a driver): valid as long as the process.
     driver: str | None
     provider: str | None
     version: tuple | None
     user_pk: object
-    fingerprint: str | None
+    # The credential was verified against the user row of that version: it holds
+    # while the row is unchanged, but is verified again as often as auth.py would.
+    expires: float
 
 
 def key_of(meta: Mapping[str, Any]) -> tuple | None:
@@ -87,20 +87,15 @@ def key_of(meta: Mapping[str, Any]) -> tuple | None:
         return None
     headers = [meta.get(name) for name in _KEY_HEADERS]
     scope = (meta.get("QUERY_STRING", ""), meta.get("SCRIPT_NAME", ""), meta.get("wsgi.url_scheme", ""))
-    return (path, *scope, *headers)
+    return (path, *scope, *headers, _digest(meta.get("HTTP_AUTHORIZATION", "")))
 
 
-def _remembered(header: str) -> tuple[object, str] | None:
-    """(user pk, fingerprint) of a credential verified recently, else None."""
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    username, sep, password = decoded.partition(":")
-    if not sep:
-        return None
-    remembered = cache.get(auth.cache_key(username, password))
-    return (remembered[0], remembered[1]) if remembered else None
+_SECRET = hashlib.sha256(b"replay:" + settings.SECRET_KEY.encode()).digest()
+
+
+def _digest(credential: str) -> bytes:
+    """The credential in the key, never itself (recorded answers stay in memory)."""
+    return hashlib.blake2b(credential.encode("latin-1", "replace"), key=_SECRET, digest_size=16).digest()
 
 
 class ReplayCache:
@@ -196,7 +191,7 @@ def _check(meta: Mapping[str, Any], entry: Recorded) -> tuple[bool, context.Fetc
     the one query read, for the full path when it does not."""
     if entry.version is None:
         return True, None
-    if _remembered(meta["HTTP_AUTHORIZATION"]) != (entry.user_pk, entry.fingerprint):
+    if time.monotonic() > entry.expires:
         return False, None
     fetched = context.fetch(entry.driver, entry.provider, entry.user_pk)
     return fetched.version == entry.version, fetched
@@ -226,7 +221,7 @@ def _record(request: HttpRequest, key: tuple, response: HttpResponse) -> None:
             selection[1],
             None,
             None,
-            None,
+            0.0,
         )
         replay_cache.put(key, entry)
         return
@@ -247,7 +242,7 @@ def _record(request: HttpRequest, key: tuple, response: HttpResponse) -> None:
         selection[1],
         version,
         user.pk,
-        auth.fingerprint(user),
+        time.monotonic() + settings.DELTAWEB_AUTH_CACHE_SECONDS,
     )
     replay_cache.put(key, entry)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -264,3 +265,23 @@ def test_force_auth_is_never_answered_from_a_recording(api_user, handler_runs):
     get_user_model().objects.filter(pk=api_user.pk).update(is_active=False)
     assert wsgi_get("/api", "force_auth=1")[0].startswith("401")
     assert len(handler_runs) == 3
+
+
+def test_a_credential_is_verified_again_as_often_as_without_replays(
+    auth_client, synced_account, views_run, settings
+):
+    settings.DELTAWEB_AUTH_CACHE_SECONDS = 1
+    for _ in range(3):
+        assert auth_client.get("/api/images").status_code == 200
+    assert len(views_run) == 2  # verified, recorded, replayed
+    time.sleep(1.2)
+    assert auth_client.get("/api/images").status_code == 200
+    assert len(views_run) == 3, "a recorded answer outlived its credential's verification"
+
+
+def test_recorded_answers_never_hold_the_credential(auth_client, synced_account):
+    for _ in range(3):
+        auth_client.get("/api/images")
+    assert replay_cache._entries
+    for key in replay_cache._entries:
+        assert basic() not in key and not any("mockpassword" in str(part) for part in key)
