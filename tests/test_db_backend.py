@@ -6,7 +6,7 @@ import time
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL backend only")
 
@@ -66,3 +66,53 @@ def test_the_one_query_is_prepared_by_the_server_and_orm_queries_are_not():
     assert len(prepared) == 1 and prepared[0][0].startswith("SELECT a.id") and prepared[0][1] == 3
     # Logged with its values, like any other query (DEBUG, query counts in tests).
     assert all(q["sql"].startswith("SELECT a.id") and f"= {user.pk}" in q["sql"] for q in queries)
+
+
+@pytest.fixture
+def idle_connections():
+    from deltaweb.db.postgresql import base
+
+    yield base._idle
+    base.close_idle()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_released_connection_serves_the_next_user_with_its_prepared_statement(idle_connections):
+    from django.contrib.auth import get_user_model
+
+    from images.api import context
+
+    user = get_user_model().objects.create_user("reused", password="x")
+    context.fetch(None, None, user.pk)
+    pid = connection.connection.info.backend_pid
+    connection.release()
+    assert connection.connection is None and len(idle_connections) == 1
+    # The next user of the process (another greenlet's wrapper) connects: the same server process.
+    context.fetch(None, None, user.pk)
+    assert connection.connection.info.backend_pid == pid and not idle_connections
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_in_a_transaction_or_broken_is_closed_not_kept(idle_connections):
+    from django.db import transaction
+
+    connection.ensure_connection()
+    with transaction.atomic():
+        connection.release()
+    assert not idle_connections
+    connection.close()
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with pytest.raises((InterfaceError, OperationalError)):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    connection.release()
+    assert not idle_connections and connection.connection is None

@@ -213,7 +213,9 @@ def test_the_front_answers_a_repeat_with_the_full_paths_bytes_and_one_query(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_front_hands_a_stale_answer_to_the_full_path_with_the_row_it_read(synced_account, api_user, handler_runs):
+def test_the_front_hands_a_stale_answer_to_the_full_path_with_the_row_it_read(
+    synced_account, api_user, handler_runs
+):
     for _ in range(2):
         before = wsgi_get("/api/images/img1", "format=json")
     image = Image.objects.get(account=synced_account, external_id="img1")

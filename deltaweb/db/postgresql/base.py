@@ -12,11 +12,19 @@ and prepared by the server (the extended protocol), so neither Python
 formatting of the parameters nor the server's planning is paid per request,
 and it works behind poolers that support protocol-level prepared statements
 (PgBouncer 1.21+), where SQL ``PREPARE`` does not.
+
+``release`` hands a connection to the process's next user instead of closing
+it. Django keeps a connection per greenlet under gevent and the web front ends
+each one with its client connection: connecting again (a server process, the
+session set-up, the statement prepared again) for every new client was what
+the slowest requests waited for.
 """
 
 from __future__ import annotations
 
+import os
 import select
+import time
 
 from django.db.backends.postgresql import base, operations
 from psycopg.pq import TransactionStatus
@@ -27,6 +35,11 @@ class PreparedCursor(base.ServerBindingCursor):
 
     def execute(self, query, params=None, **kwargs):
         return super().execute(query, params, prepare=True, **kwargs)
+
+
+# (raw connection, process, monotonic time it was opened): idle, ready for the next user.
+_idle: list[tuple[object, int, float]] = []
+IDLE_MAX = int(os.environ.get("DB_IDLE_CONNECTIONS", "32"))
 
 
 class DatabaseOperations(operations.DatabaseOperations):
@@ -46,6 +59,40 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if params.get("prepare_threshold") is None:
             params["prepare_threshold"] = 5
         return params
+
+    def get_new_connection(self, conn_params):
+        max_age = self.settings_dict["CONN_MAX_AGE"]
+        while _idle:
+            raw, pid, opened = _idle.pop()
+            fresh = max_age is None or time.monotonic() - opened < max_age
+            if pid == os.getpid() and fresh and _idle_and_sound(raw):
+                self._dw_opened = opened
+                if max_age is not None:
+                    self.close_at = opened + max_age  # its age counts from when it was opened
+                return raw
+            if pid == os.getpid():
+                raw.close()
+        self._dw_opened = time.monotonic()
+        return super().get_new_connection(conn_params)
+
+    def release(self) -> None:
+        """Hand the connection back for the process's next user, else close it."""
+        raw = self.connection
+        if raw is None:
+            return
+        reusable = (
+            not self.in_atomic_block
+            and not self.errors_occurred
+            and self.get_autocommit()
+            and len(_idle) < IDLE_MAX
+            and _idle_and_sound(raw)
+        )
+        if not reusable:
+            self.close()
+            return
+        self.run_on_commit = []
+        _idle.append((raw, os.getpid(), getattr(self, "_dw_opened", time.monotonic())))
+        self.connection = None  # what close() leaves, without closing
 
     def prepared_execute(self, sql: str, params: dict):
         """The psycopg cursor of a statement the server keeps prepared, executed
@@ -72,3 +119,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return False
         # Something arrived on an idle connection (a shutdown notice, EOF): ask the server.
         return super().is_usable() if readable else True
+
+
+def close_idle() -> None:
+    """Close the connections nobody is using (before dropping a database)."""
+    while _idle:
+        raw, pid, _ = _idle.pop()
+        if pid == os.getpid():
+            raw.close()
+
+
+def _idle_and_sound(raw) -> bool:
+    return not raw.closed and not raw.broken and raw.info.transaction_status == TransactionStatus.IDLE
