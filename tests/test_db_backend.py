@@ -116,3 +116,16 @@ def test_a_connection_in_a_transaction_or_broken_is_closed_not_kept(idle_connect
             cursor.execute("SELECT 1")
     connection.release()
     assert not idle_connections and connection.connection is None
+
+
+@pytest.mark.django_db
+def test_the_search_indexes_take_a_sync_s_entries_in_their_pending_list():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname = ANY(%s)",
+            [["image_name_trgm", "image_external_id_trgm"]],
+        )
+        found = dict(cursor.fetchall())
+    if not found:
+        pytest.skip("pg_trgm is not available here: the search is unindexed")
+    assert all("gin_pending_list_limit=65536" in options for options in found.values())
