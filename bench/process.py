@@ -10,21 +10,21 @@ import time
 from bench.reads import ROOT
 
 
-def timed_sync(env: dict[str, str], *args: str) -> tuple[float, int, str]:
-    """(seconds, peak RSS in MiB, command output) of one sync in its own process;
-    ``args`` are sync_catalog's (options, then the account)."""
+def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, int, int, str]:
+    """(seconds, exit status, peak RSS in MiB, output) of one child process."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "sync_catalog", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.monotonic() - started
+    return time.monotonic() - started, status, usage.ru_maxrss // 1024, output
+
+
+def timed_sync(env: dict[str, str], *args: str) -> tuple[float, int, str]:
+    """(seconds, peak RSS in MiB, command output) of one sync in its own process;
+    ``args`` are sync_catalog's (options, then the account)."""
+    elapsed, status, rss, output = run_child([sys.executable, "manage.py", "sync_catalog", *args], env)
     if status != 0:
         raise RuntimeError(output)
-    return elapsed, usage.ru_maxrss // 1024, output.strip().splitlines()[-1]
+    return elapsed, rss, output.strip().splitlines()[-1]

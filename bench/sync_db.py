@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.process import run_child
 from providers.base import Driver, ImageState, ProviderImage, RootType
 from providers.params import param
 
@@ -147,20 +148,11 @@ def _case(account_name: str) -> None:
 
 def _run_case(env: dict[str, str], account: str) -> dict:
     """One case in a fresh process: its result and its peak RSS in MiB."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.sync_db", "case", account],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, rss, output = run_child([sys.executable, "-m", "bench.sync_db", "case", account], env)
     lines = [line for line in output.splitlines() if line.startswith("{")]
     if status != 0 or not lines:
         raise RuntimeError(f"sync case failed:\n{output}")
-    return {**json.loads(lines[-1]), "rss": usage.ru_maxrss // 1024}
+    return {**json.loads(lines[-1]), "rss": rss}
 
 
 def _set_params(env: dict[str, str], account: str, params: dict) -> None:

@@ -24,15 +24,20 @@ def test_quiet_connection_is_usable_without_a_round_trip(monkeypatch):
     assert sent == []
 
 
-@pytest.mark.django_db(transaction=True)
-def test_terminated_connection_is_not_usable_and_is_replaced():
-    connection.ensure_connection()
-    pid = connection.connection.info.backend_pid
+def _terminate(pid: int) -> None:
+    """End a server process from another connection, as an administrator or a restart would."""
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
     with psycopg.connect(**params, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_terminated_connection_is_not_usable_and_is_replaced():
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    _terminate(pid)
     deadline = time.monotonic() + 10
     while connection.is_usable() and time.monotonic() < deadline:
         time.sleep(0.05)  # the server's notice reaches the socket
@@ -106,11 +111,7 @@ def test_a_connection_in_a_transaction_or_broken_is_closed_not_kept(idle_connect
     connection.close()
     connection.ensure_connection()
     pid = connection.connection.info.backend_pid
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    _terminate(pid)
     with pytest.raises((InterfaceError, OperationalError)):
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")

@@ -210,42 +210,28 @@ def _record(request: HttpRequest, key: tuple, response: HttpResponse) -> None:
         return
     if "cookie" in response.get("Vary", "").lower():
         return
-    selection = getattr(request, "dc_selection", (None, None))
     if getattr(request, "dc_request_only", False):  # set by context.build_context
-        entry = Recorded(
-            response.status_code,
-            _status_line(response),
-            tuple(response.items()),
-            response.content,
-            selection[0],
-            selection[1],
-            None,
-            None,
-            0.0,
-        )
-        replay_cache.put(key, entry)
+        version, user_pk, expires = None, None, 0.0
+    elif _PATH.match(request.META.get("PATH_INFO", "")):
+        ctx = getattr(request, "dc_context", None)
+        version = getattr(ctx.account if ctx is not None else None, "dw_version", None)
+        user = getattr(request, "dc_user", None)
+        if version is None or user is None:
+            return  # resolved without the one query (a fresh verification): nothing to check against
+        user_pk, expires = user.pk, time.monotonic() + settings.DELTAWEB_AUTH_CACHE_SECONDS
+    else:
         return
-    if not _PATH.match(request.META.get("PATH_INFO", "")):
-        return
-    ctx = getattr(request, "dc_context", None)
-    account = ctx.account if ctx is not None else None
-    version = getattr(account, "dw_version", None)
-    user = getattr(request, "dc_user", None)
-    if version is None or user is None:
-        return  # resolved without the one query (a fresh verification): nothing to check against
+    driver, provider = getattr(request, "dc_selection", (None, None))
+    status_line = f"{response.status_code} {response.reason_phrase}"
     entry = Recorded(
         response.status_code,
-        _status_line(response),
+        status_line,
         tuple(response.items()),
         response.content,
-        selection[0],
-        selection[1],
+        driver,
+        provider,
         version,
-        user.pk,
-        time.monotonic() + settings.DELTAWEB_AUTH_CACHE_SECONDS,
+        user_pk,
+        expires,
     )
     replay_cache.put(key, entry)
-
-
-def _status_line(response: HttpResponse) -> str:
-    return f"{response.status_code} {response.reason_phrase}"
