@@ -134,12 +134,17 @@ def seed(ids: dict[str, int]) -> None:
 def grow(ids: dict[str, int], total: int) -> None:
     """Images up to ``total``: four in five in the biggest account, the rest spread out."""
     from django.db import connection
+    from django.db.models import F
     from django.utils import timezone
 
+    from images import search
     from images.models import Image, Operation, ProviderAccount
 
     now = timezone.now()
-    accounts = list(ProviderAccount.objects.order_by("pk").values_list("pk", flat=True))
+    # New rows carry their account's next catalog version, as every writer's do.
+    ProviderAccount.objects.update(catalog_version=F("catalog_version") + 1)
+    versions = dict(ProviderAccount.objects.values_list("pk", "catalog_version"))
+    accounts = sorted(versions)
     start = Image.objects.count()
     batch = []
     for i in range(start, total):
@@ -156,6 +161,7 @@ def grow(ids: dict[str, int], total: int) -> None:
                 status="AVAILABLE" if i % 50 else "FAILED",
                 first_seen=now - timedelta(hours=i % 5000),
                 last_seen=now,
+                changed_version=versions[account],
             )
         )
         if len(batch) == 5000:
@@ -171,6 +177,7 @@ def grow(ids: dict[str, int], total: int) -> None:
             strict=False,
         ):
             Operation.objects.filter(pk=op_id).update(image_id=image_id)
+    search.catch_up_lagging()  # what the worker does after a sync
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")  # what autovacuum keeps up to date in production

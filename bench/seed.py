@@ -9,6 +9,7 @@ django.setup()
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from images import search  # noqa: E402
 from images.models import Image, ProviderAccount  # noqa: E402
 
 
@@ -48,6 +49,7 @@ def main(sizes: list[int]) -> None:
                 ),
                 batch_size=1000,
             )
+        search.catch_up(account.pk)  # as the worker does after a sync
         print(f"{size}={account.pk}")
 
 

@@ -376,3 +376,37 @@ class SyncRun(models.Model):
         return (
             f"{self.kind} sync of {self.account_id} at {self.started_at:%Y-%m-%d %H:%M:%S} ({self.outcome})"
         )
+
+
+class ImageSearch(models.Model):
+    """An image's searchable columns, copied beside the catalog (``images.search``).
+
+    The console's trigram indexes live on this table, so a sync's writes to
+    the catalog do not pay for them (they were a third of a first sync).
+    """
+
+    image = models.OneToOneField(
+        Image, primary_key=True, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    account_id = models.BigIntegerField(db_index=True)
+    external_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.external_id} ({self.name})"
+
+
+class ImageSearchState(models.Model):
+    """The catalog version an account's search entries are current for.
+
+    Its own row, not a column of the account: the API's replays compare the
+    account row's version, which this would otherwise change after every sync.
+    """
+
+    account = models.OneToOneField(
+        ProviderAccount, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    version = models.BigIntegerField(default=-1)
+
+    def __str__(self) -> str:
+        return f"search of {self.account_id} at version {self.version}"

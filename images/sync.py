@@ -244,6 +244,8 @@ def _sync(account: ProviderAccount, lease: SyncLease, full: bool) -> SyncResult:
     if identity != account.owner_identity and version == account.catalog_version:
         fields["catalog_version"] = F("catalog_version") + 1  # owner_id=self now means another owner
     ProviderAccount.objects.filter(pk=account.pk).update(**fields)
+    if version != account.catalog_version:
+        enqueue("search_catch_up_task", account.pk)  # the console's search, off the sync's clock
     SyncRun.objects.filter(pk=run.pk).update(
         kind=run.kind,
         outcome=SyncRun.Outcome.SUCCEEDED,

@@ -13,7 +13,7 @@ import logging
 
 from celery import shared_task
 
-from images import health, operations, sync
+from images import health, operations, search, sync
 from images.models import Operation, ProviderAccount
 from providers.exceptions import ProviderError
 
@@ -38,6 +38,18 @@ def catalog_sync_task(account_id: int) -> None:
 def sync_due_accounts_task() -> None:
     """Beat's tick: start a sync for every enabled account whose time has come."""
     sync.sync_due_accounts()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def search_catch_up_task(account_id: int) -> None:
+    """The console's search entries of one account, after its sync committed."""
+    search.catch_up(account_id)
+
+
+@shared_task(ignore_result=True)
+def search_catch_up_lagging_task() -> None:
+    """Beat's sweep: whatever an API write or a lost message left behind."""
+    search.catch_up_lagging()
 
 
 def _run(operation_id: int, run) -> None:

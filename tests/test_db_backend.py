@@ -120,11 +120,11 @@ def test_a_connection_in_a_transaction_or_broken_is_closed_not_kept(idle_connect
 
 
 @pytest.mark.django_db
-def test_the_search_indexes_take_a_sync_s_entries_in_their_pending_list():
+def test_the_search_indexes_take_a_catch_up_s_entries_in_their_pending_list():
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT relname, reloptions FROM pg_class WHERE relname = ANY(%s)",
-            [["image_name_trgm", "image_external_id_trgm"]],
+            [["imagesearch_name_trgm", "imagesearch_external_id_trgm"]],
         )
         found = dict(cursor.fetchall())
     if not found:

@@ -165,6 +165,13 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 
 def broker_transport_options(broker_url: str, folder: Path) -> dict:
     if broker_url.startswith("filesystem://"):
+        # Created here, not only by runstack: any process may send a task first
+        # (a sync run by hand, a benchmark), and kombu does not create them.
+        for sub in ("queue", "control"):
+            try:
+                (folder / sub).mkdir(parents=True, exist_ok=True)
+            except OSError:
+                pass  # a read-only data directory: sending reports it, as it did
         return {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
@@ -187,12 +194,21 @@ CELERY_TIMEZONE = "UTC"
 # Catalog listings (minutes on a big account) and operation polls (a second)
 # go to separate queues, consumed by separate worker processes.
 CELERY_TASK_DEFAULT_QUEUE = "operations"
-CELERY_TASK_ROUTES = {"images.tasks.catalog_sync_task": {"queue": "sync"}}  # images/queue.py
+# Bulk catalog work, search entries included, goes to the sync queue (images/queue.py).
+CELERY_TASK_ROUTES = {
+    "images.tasks.catalog_sync_task": {"queue": "sync"},
+    "images.tasks.search_catch_up_task": {"queue": "sync"},
+    "images.tasks.search_catch_up_lagging_task": {"queue": "sync"},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sync-due-accounts": {
         "task": "images.tasks.sync_due_accounts_task",
         "schedule": env.float("DELTAWEB_SYNC_TICK", default=10.0),
+    },
+    "search-catch-up": {
+        "task": "images.tasks.search_catch_up_lagging_task",
+        "schedule": env.float("DELTAWEB_SEARCH_TICK", default=30.0),
     },
 }
 

@@ -15,7 +15,7 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from images import operations
+from images import operations, search
 from images.admin.common import (
     IMAGE_TONES,
     RUN_TONES,
@@ -100,12 +100,13 @@ class ImageAdmin(ReadOnlyAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         """An account's name lists its images (by the account, not a join per row);
-        anything else matches ids and names (trigram-indexed on PostgreSQL)."""
+        anything else matches ids and names (``images.search``: trigram-indexed
+        on PostgreSQL, beside the catalog)."""
         term = search_term.strip()
         accounts = list(ProviderAccount.objects.filter(name__iexact=term).values_list("pk", flat=True))
         if term and accounts:
             return queryset.filter(account_id__in=accounts), False
-        return super().get_search_results(request, queryset, search_term)
+        return search.filter_images(queryset, search_term), False
 
     def has_delete_permission(self, request, obj=None):
         if obj is not None and (obj.deleted_at is not None or obj.missing_since is not None):

@@ -197,21 +197,6 @@ def test_an_unfiltered_big_list_shows_the_estimate_instead_of_counting(admin_cli
     assert filtered.context["cl"].result_count == 40
 
 
-@needs_postgresql
-def test_image_search_is_trigram_indexed():
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT indexname FROM pg_indexes WHERE tablename = 'images_image' AND indexname LIKE '%trgm'"
-        )
-        assert sorted(r[0] for r in cursor.fetchall()) == ["image_external_id_trgm", "image_name_trgm"]
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute(
-            "EXPLAIN SELECT id FROM images_image WHERE UPPER(name::text) LIKE UPPER(%s)", ["%nightly%"]
-        )
-        plan = " ".join(r[0] for r in cursor.fetchall())
-    assert "image_name_trgm" in plan
-
-
 def test_the_date_drilldown_offers_the_range_between_first_and_last(admin_client):
     fleet = Fleet()
     fleet.grow(accounts=1, per_account=2)

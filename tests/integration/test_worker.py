@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from images import services, sync, tasks
+from images import search, services, sync, tasks
 from images.models import Image, Operation
 from tests.conftest import make_account, wait_until
 from tests.integration.conftest import flush_broker
@@ -147,3 +147,25 @@ def test_concurrent_sync_requests_run_one_listing(stack, api_user):
     wait_until(lambda: worker.output().count("synced cloud") == 1, 15, "the sync to finish")
     time.sleep(1)
     assert worker.output().count("synced cloud") == 1
+
+
+def test_the_search_entries_follow_a_sync_through_the_worker(stack, api_user):
+    # given: a sync committed in this process, which sent its catch-up to the broker
+    account = account_with(api_user)
+    assert search.lagging_account_ids() == [account.pk]
+    stack.worker()
+    wait_until(lambda: not search.lagging_account_ids(), 15, "the worker to catch the search up")
+    assert sorted(search.filter_images(Image.objects.all(), "img").values_list("external_id", flat=True)) == [
+        "img1",
+        "img2",
+        "img3",
+    ]
+
+
+def test_beat_s_sweep_catches_up_what_no_message_announced(stack, api_user):
+    account = account_with(api_user)
+    flush_broker()  # the sync's catch-up message is lost
+    services.catalog_touch(account=account)  # and an API write sends none
+    stack.worker()
+    stack.beat()
+    wait_until(lambda: not search.lagging_account_ids(), 15, "beat's sweep to catch the search up")
