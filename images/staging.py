@@ -10,13 +10,16 @@ what its content hash is computed from (``images.merge``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import orjson
 from django.db import DatabaseError, connection, transaction
 
-# Encoded rows are sent to PostgreSQL in COPY batches of about this size.
-COPY_BATCH_BYTES = 1024 * 1024
+# Encoded rows go to PostgreSQL in COPY writes of about this size, so the
+# server parses one while the next is encoded (two cores at work, not one
+# after the other).
+COPY_CHUNK_BYTES = 32 * 1024
 # PostgreSQL session memory for temp tables (8 MB by default): a stage of
 # 100,000 images is about 40 MB.
 TEMP_BUFFERS = "64MB"
@@ -100,29 +103,36 @@ class Stage:
         return self.staged
 
     def _copy_pages(self, cursor: Any, pages: Iterable[Sequence[Any]], to_row: Callable) -> None:
-        batch: list[bytes] = []
+        """A COPY opens once a chunk is ready and ends with the page: between
+        pages the connection is free (the lease's heartbeat uses it) and no
+        statement stays open while the provider is asked for the next page."""
+        sql = f"COPY {self.name} (seq, external_id, doc) FROM STDIN"
+        pending: list[bytes] = []
         size = seq = 0
         for page in pages:
-            for obj in page:  # the hot loop of a sync: 100,000 times for 100,000 images
-                eid, values = to_row(obj)
-                doc = encode_row(values)
-                if b"\\" in doc:  # JSON escapes, which COPY would read as its own
-                    doc = doc.replace(b"\\", b"\\\\")
-                seq += 1
-                line = b"%d\t%s\t%s\n" % (seq, _copy_text(eid), doc)
-                batch.append(line)
-                size += len(line)
-            # Only between pages, so the connection is free for the lease's heartbeat.
-            if size >= COPY_BATCH_BYTES:
-                self._copy(cursor, batch)
-                batch, size = [], 0
-        self._copy(cursor, batch)
+            with ExitStack() as page_copy:
+                copy = None
+                for obj in page:  # the hot loop of a sync: 100,000 times for 100,000 images
+                    eid, values = to_row(obj)
+                    doc = encode_row(values)
+                    if b"\\" in doc:  # JSON escapes, which COPY would read as its own
+                        doc = doc.replace(b"\\", b"\\\\")
+                    seq += 1
+                    line = b"%d\t%s\t%s\n" % (seq, _copy_text(eid), doc)
+                    pending.append(line)
+                    size += len(line)
+                    if size >= COPY_CHUNK_BYTES:
+                        if copy is None:
+                            copy = page_copy.enter_context(cursor.cursor.copy(sql))
+                        copy.write(b"".join(pending))
+                        pending, size = [], 0
+                if copy is not None and pending:
+                    copy.write(b"".join(pending))
+                    pending, size = [], 0
+        if pending:
+            with cursor.cursor.copy(sql) as copy:
+                copy.write(b"".join(pending))
         self.staged = seq
-
-    def _copy(self, cursor: Any, lines: list[bytes]) -> None:
-        if lines:
-            with cursor.cursor.copy(f"COPY {self.name} (seq, external_id, doc) FROM STDIN") as copy:
-                copy.write(b"".join(lines))
 
     def _insert_pages(self, cursor: Any, pages: Iterable[Sequence[Any]], to_row: Callable) -> None:
         sql = f"INSERT OR REPLACE INTO {self.name} (external_id, doc) VALUES (%s, %s)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
+from psycopg.pq import TransactionStatus
 
 from images import services, sync
 from images.merge import CatalogMerge
@@ -220,3 +221,33 @@ def test_sync_stages_the_same_values_as_a_single_image_store():
     one = image("a", description=None, creation_time="2013-01-01", extra={"z": "é", "y": None})
     assert image_stage_row(one)[0] == image_row_values(one)[0] == "a"
     assert encode_row(image_stage_row(one)[1]) == encode_row(image_row_values(one)[1])
+
+
+def test_pages_of_any_size_are_staged_whole_and_the_connection_is_free_between_them(account):
+    from images import staging
+
+    big = [image(f"big-{i:04d}", description="x" * 200) for i in range(400)]  # several COPY chunks
+    small = [image(f"small-{i}") for i in range(3)]  # less than one chunk
+    assert sum(len(staging.encode_row(image_stage_row(i)[1])) for i in big) > 2 * staging.COPY_CHUNK_BYTES
+    listed = [small, big, [], [image("tail")]]
+
+    def pages():
+        for number, page in enumerate(listed):
+            if number:  # what the lease's heartbeat does between pages: use the connection
+                if connection.vendor == "postgresql":  # no statement (a COPY) still running on it
+                    assert connection.connection.info.transaction_status != TransactionStatus.ACTIVE
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+            yield page
+
+    catalog = CatalogMerge(Image, IMAGE_COLUMNS)
+    assert catalog.stage_pages(pages(), image_stage_row) == 3 + 400 + 1
+    with transaction.atomic():
+        now = timezone.now()
+        result = catalog.merge(
+            account_id=account.pk, now=now, listed_before=now, previous_success=None, version=1
+        )
+    expected = {i.id for page in listed for i in page}
+    assert result.created == len(expected) == 404
+    assert set(Image.objects.filter(account=account).values_list("external_id", flat=True)) == expected
+    assert Image.objects.get(external_id="big-0399").description == "x" * 200
