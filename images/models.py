@@ -181,7 +181,6 @@ class Image(models.Model):
             models.UniqueConstraint(fields=["account", "external_id"], name="image_account_external_id")
         ]
         indexes = [
-            models.Index(fields=["account", "owner_id"], name="image_account_owner"),
             # The delta feed's order (images.feed): the change sequence is (changed_version, id).
             models.Index(fields=["account", "changed_version", "id"], name="image_account_change_seq"),
             # Sync's purge of long-vanished rows; only those rows are in it.
@@ -194,11 +193,13 @@ class Image(models.Model):
             models.Index(fields=["first_seen"], name="image_first_seen"),
             # The console's architecture filter reads its values from this index.
             models.Index(fields=["architecture"], name="image_architecture"),
-            # The console counts each account's visible images from this index alone.
+            # The API's owner_id filter, and the console's count of each account's
+            # visible images, read from this index alone (one index for both: each
+            # costs a first sync of 100,000 images about 0.1 s).
             models.Index(
-                fields=["account"],
+                fields=["account", "owner_id"],
                 condition=models.Q(missing_since__isnull=True, deleted_at__isnull=True),
-                name="image_account_visible",
+                name="image_visible_owner",
             ),
             # Keyset pages of the visible catalog (?sort=name|creation_time|state, ties by id).
             models.Index(

@@ -12,6 +12,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection
+from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -213,3 +214,20 @@ def test_the_date_drilldown_offers_the_range_between_first_and_last(admin_client
     ).content.decode()
     assert "first_seen__day=3" in month and "November 3" in month
     assert "first_seen__year" not in admin_client.get("/admin/images/image/?q=gen").content.decode()
+
+
+@needs_postgresql
+def test_visible_counts_and_the_owner_filter_read_one_partial_index():
+    from images.console import VISIBLE_IMAGES
+
+    account = make_account("counted")
+    visible = Image.objects.filter(account=account, **VISIBLE_IMAGES)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plans = []
+        for qs in (visible.values("account").annotate(n=Count("*")), visible.filter(owner_id="self")):
+            sql, params = qs.query.sql_with_params()
+            cursor.execute(f"EXPLAIN {sql}", params)
+            plans.append(" ".join(r[0] for r in cursor.fetchall()))
+    assert "Index Only Scan using image_visible_owner" in plans[0]
+    assert "image_visible_owner" in plans[1]
