@@ -44,6 +44,18 @@ def test_production_starts_with_a_real_key_and_no_demo():
     assert result.stdout.split() == ["False", "False"]
 
 
+def test_an_empty_database_url_means_the_embedded_default(tmp_path):
+    # a compose file or an env file passing an unset variable gives an empty string
+    result = run_settings(
+        "deltaweb.settings.local",
+        DATABASE_URL="",
+        CELERY_BROKER_URL="filesystem://",
+        DELTAWEB_DATA_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "broker" / "queue").is_dir()  # the filesystem broker's folders, made at start
+
+
 @pytest.mark.django_db
 def test_seed_demo_is_idempotent(settings):
     from images.models import ProviderAccount
