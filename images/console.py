@@ -17,6 +17,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquer
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from images import search
 from images.models import Image, Instance, Operation, ProviderAccount, SyncRun
 from providers.exceptions import AuthFailure
 
@@ -208,4 +209,5 @@ def account_delete(*, account: ProviderAccount) -> None:
                 [account.pk],
             )
             cursor.execute(f"DELETE FROM {Image._meta.db_table} WHERE account_id = %s", [account.pk])
+        search.forget_account(account.pk)
         account.delete()

@@ -143,6 +143,12 @@ def _after_bulk(cursor) -> None:
         pass
 
 
+def forget_account(account_id: int) -> None:
+    """Drop an account's entries (its images are being deleted set-based,
+    which the ORM's cascade does not see)."""
+    ImageSearch.objects.filter(account_id=account_id).delete()  # one statement: nothing depends on it
+
+
 def catch_up_lagging() -> int:
     """Catch up every account that is behind; returns how many were."""
     lagging = lagging_account_ids()

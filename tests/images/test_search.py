@@ -128,6 +128,17 @@ def test_deleting_an_account_deletes_its_entries_and_state(synced_account):
     assert ImageSearchState.objects.count() == 0
 
 
+def test_the_console_s_set_based_account_delete_drops_its_entries_too(synced_account, api_user):
+    from images import console
+
+    other = make_account("other", users=[api_user], provider="elsewhere")
+    sync.catalog_sync(account=other)
+    search.catch_up_lagging()
+    console.account_delete(account=synced_account)
+    assert set(ImageSearch.objects.values_list("account_id", flat=True)) == {other.pk}
+    assert list(ImageSearchState.objects.values_list("account_id", flat=True)) == [other.pk]
+
+
 def test_a_catch_up_for_an_account_that_is_gone_does_nothing():
     assert search.catch_up(987654) == 0
     assert ImageSearchState.objects.count() == 0
