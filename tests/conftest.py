@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from images import services, sync
+from images import services, sync, tasks
 from images.api.render_cache import render_cache
 from images.api.replay import replay_cache
 from images.models import ProviderAccount
@@ -107,3 +107,15 @@ def _test_run_files():
         from pathlib import Path
 
         shutil.rmtree(Path(folder).parent, ignore_errors=True)
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Tasks handed to the broker, as (name, args): recorded, not sent."""
+    calls: list[tuple[str, tuple]] = []
+    for name, task in vars(tasks).items():
+        if hasattr(task, "apply_async") and getattr(task, "__module__", "") == tasks.__name__:
+            monkeypatch.setattr(
+                task, "apply_async", lambda args, countdown=0, _n=name: calls.append((_n, tuple(args)))
+            )
+    return calls

@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from images import console, operations, services, sync, tasks
+from images import console, operations, services, sync
 from images.admin import catalog
 from images.console import Health
 from images.models import Image, Operation, ProviderAccount, SyncRun
@@ -38,19 +38,6 @@ def admin_user(db):
 def admin_client(client, admin_user, synced_account):
     client.force_login(admin_user)
     return client
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """Tasks handed to the broker, by name (recorded, not sent)."""
-    calls: list[tuple[str, tuple]] = []
-    for name in ("catalog_sync_task", "image_create_task", "image_poll_task", "image_delete_task"):
-        monkeypatch.setattr(
-            getattr(tasks, name),
-            "apply_async",
-            lambda args, countdown=0, _n=name: calls.append((_n, tuple(args))),
-        )
-    return calls
 
 
 def history(obj) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from images import search, services, sync, tasks
+from images import search, services, sync
 from images.models import Image, ImageSearch, ImageSearchState, ProviderAccount
 from tests.conftest import make_account
 
@@ -30,17 +30,6 @@ def rename(account, external_id: str, name: str) -> None:
         obj = driver.store.get("images", external_id)
         obj["name"] = name
         driver.store.put("images", obj)
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """Search tasks handed to the broker (recorded, not sent)."""
-    calls: list[tuple[str, tuple]] = []
-    for name in ("search_catch_up_task", "search_catch_up_lagging_task"):
-        monkeypatch.setattr(
-            getattr(tasks, name), "apply_async", lambda args, countdown=0, _n=name: calls.append((_n, args))
-        )
-    return calls
 
 
 def test_a_sync_that_changed_the_catalog_asks_for_a_catch_up_after_it_committed(
